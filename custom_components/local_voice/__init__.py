@@ -1,0 +1,57 @@
+"""Local Voice: a fully local voice assistant on llama-server and Wyoming servers."""
+
+from __future__ import annotations
+
+from homeassistant.const import CONF_API_KEY, CONF_HOST, CONF_PORT, CONF_URL, Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+
+from .const import CONF_SERVICE, SERVICE_ASR, SERVICE_LLAMA, SERVICE_TTS
+from .coordinator import (
+    LlamaServerCoordinator,
+    LocalVoiceConfigEntry,
+    WyomingCoordinator,
+)
+from .llama_server import LlamaServerClient
+from .wyoming_service import WyomingServer
+
+PLATFORMS_BY_SERVICE: dict[str, list[Platform]] = {
+    SERVICE_LLAMA: [Platform.AI_TASK, Platform.CONVERSATION],
+    SERVICE_ASR: [Platform.STT],
+    SERVICE_TTS: [Platform.TTS],
+}
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: LocalVoiceConfigEntry) -> bool:
+    """Connect to the entry's server; HA retries while it is down."""
+    coordinator: LlamaServerCoordinator | WyomingCoordinator
+    if entry.data[CONF_SERVICE] == SERVICE_LLAMA:
+        client = LlamaServerClient(
+            async_get_clientsession(hass), entry.data[CONF_URL], entry.data.get(CONF_API_KEY)
+        )
+        coordinator = LlamaServerCoordinator(hass, entry, client)
+    else:
+        server = WyomingServer(entry.data[CONF_HOST], entry.data[CONF_PORT])
+        coordinator = WyomingCoordinator(hass, entry, server)
+    await coordinator.async_config_entry_first_refresh()
+    entry.runtime_data = coordinator
+
+    await hass.config_entries.async_forward_entry_setups(
+        entry, PLATFORMS_BY_SERVICE[entry.data[CONF_SERVICE]]
+    )
+    entry.async_on_unload(entry.add_update_listener(_async_update_listener))
+    return True
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: LocalVoiceConfigEntry) -> bool:
+    """Unload the entry's platforms."""
+    return await hass.config_entries.async_unload_platforms(
+        entry, PLATFORMS_BY_SERVICE[entry.data[CONF_SERVICE]]
+    )
+
+
+async def _async_update_listener(
+    hass: HomeAssistant, entry: LocalVoiceConfigEntry
+) -> None:
+    """Reload when subentries or options change, so entities match them."""
+    await hass.config_entries.async_reload(entry.entry_id)

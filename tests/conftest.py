@@ -1,0 +1,74 @@
+"""Fixtures: the real backends, started once per session on loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import pytest_socket
+
+from .backends import (
+    QWEN,
+    QWEN_TEMPLATE,
+    SMOL,
+    VENV_PY,
+    WHISPER_DIR,
+    Backend,
+    asr_argv,
+    llama_argv,
+    require,
+    running,
+    start,
+    tts_argv,
+)
+
+
+@pytest.fixture(autouse=True)
+def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
+    """Let Home Assistant load custom_components/local_voice."""
+
+
+@pytest.fixture(autouse=True)
+def loopback_sockets() -> None:
+    """Allow sockets, to loopback only: the tests talk to real local servers."""
+    pytest_socket.enable_socket()
+    pytest_socket.socket_allow_hosts(["127.0.0.1", "::1"], allow_unix_socket=True)
+
+
+@pytest.fixture(scope="session")
+def backend_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder for the backends' logs (shown when one fails to start)."""
+    return tmp_path_factory.mktemp("backend-logs")
+
+
+@pytest.fixture(scope="session")
+def llama_tools_server(backend_logs: Path) -> Iterator[Backend]:
+    """Real llama-server with Qwen2.5-Coder-0.5B: emits real tool calls."""
+    require(QWEN, QWEN_TEMPLATE)
+    with running(start("llama-qwen", llama_argv(QWEN), "http", backend_logs)) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def llama_chat_server(backend_logs: Path) -> Iterator[Backend]:
+    """Real llama-server with SmolLM2-135M: fast plain chat, no tool support."""
+    require(SMOL)
+    with running(start("llama-smol", llama_argv(SMOL), "http", backend_logs)) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def asr_server(backend_logs: Path) -> Iterator[Backend]:
+    """Real Wyoming whisper.cpp ASR server (tiny.en)."""
+    require(VENV_PY, WHISPER_DIR / "ggml-tiny.en.bin")
+    with running(start("asr", asr_argv(), "tcp", backend_logs)) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def tts_server(backend_logs: Path) -> Iterator[Backend]:
+    """Real Wyoming Piper TTS server (en_US-joe-medium)."""
+    require(VENV_PY)
+    with running(start("tts", tts_argv(backend_logs), "tcp", backend_logs)) as srv:
+        yield srv
