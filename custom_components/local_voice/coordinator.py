@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import timedelta
 from typing import Any
 
@@ -72,6 +73,9 @@ class WyomingCoordinator(DataUpdateCoordinator[Info]):
             update_interval=timedelta(seconds=UPDATE_INTERVAL_SECONDS),
         )
         self.server = server
+        # Per-request stage timings (STT time, time to first audio, audio length),
+        # newest last, shown in diagnostics so users can tune their set-up.
+        self.timings: deque[dict[str, Any]] = deque(maxlen=20)
 
     async def _async_update_data(self) -> Info:
         """Describe the server."""
