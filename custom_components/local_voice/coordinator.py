@@ -85,5 +85,8 @@ class WyomingCoordinator(DataUpdateCoordinator[Info]):
             raise UpdateFailed(
                 translation_domain=DOMAIN,
                 translation_key="server_unavailable",
-                translation_placeholders={"server": str(self.server), "error": str(err)},
+                translation_placeholders={
+                    "server": str(self.server),
+                    "error": str(err),
+                },
             ) from err

@@ -30,10 +30,13 @@ class WyomingServer:
         """Return a fresh connection; Wyoming uses one connection per request."""
         return AsyncTcpClient(self.host, self.port)
 
-    async def async_describe(self, timeout: float = REQUEST_TIMEOUT_SECONDS) -> Info:
+    async def async_describe(self) -> Info:
         """Ask the server what it offers (describe -> info)."""
         try:
-            async with asyncio.timeout(timeout), self.client() as client:
+            async with (
+                asyncio.timeout(REQUEST_TIMEOUT_SECONDS),
+                self.client() as client,
+            ):
                 await client.write_event(Describe().event())
                 while True:
                     event = await client.read_event()
