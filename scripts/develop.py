@@ -1,0 +1,190 @@
+"""Run a dev Home Assistant with local_voice wired to real local backends.
+
+Started by scripts/develop. The backends are the ones the tests use (tests/backends.py):
+llama-server with Qwen2.5-Coder-0.5B (real tool calls), Wyoming whisper.cpp (tiny.en) and
+Wyoming Piper (standing in for Kokoro). Their config entries are created on the first run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+import subprocess
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from custom_components.local_voice.const import (  # noqa: E402
+    CONF_SERVICE,
+    DEFAULT_AI_TASK_NAME,
+    DEFAULT_ASR_PORT,
+    DEFAULT_CONVERSATION_NAME,
+    DEFAULT_TTS_PORT,
+    DOMAIN,
+    RECOMMENDED_AI_TASK_OPTIONS,
+    RECOMMENDED_CONVERSATION_OPTIONS,
+    SERVICE_ASR,
+    SERVICE_LLAMA,
+    SERVICE_TTS,
+    SUBENTRY_AI_TASK,
+    SUBENTRY_CONVERSATION,
+)
+from homeassistant.config_entries import (  # noqa: E402
+    STORAGE_KEY,
+    STORAGE_VERSION,
+    STORAGE_VERSION_MINOR,
+    ConfigEntry,
+    ConfigSubentryData,
+)
+from homeassistant.helpers.json import JSONEncoder  # noqa: E402
+from tests.backends import (  # noqa: E402
+    QWEN,
+    ROOT,
+    Backend,
+    asr_argv,
+    llama_argv,
+    start,
+    tts_argv,
+)
+
+# default_config would also start go2rtc, which needs its own binary: list what Assist uses,
+# plus two lights for the assistant to switch.
+CONFIGURATION_YAML = """\
+assist_pipeline:
+config:
+conversation:
+frontend:
+history:
+logbook:
+system_health:
+
+input_boolean:
+  kitchen:
+  living_room:
+
+template:
+  - light:
+      - name: Kitchen light
+        state: "{{ is_state('input_boolean.kitchen', 'on') }}"
+        turn_on: {action: input_boolean.turn_on, target: {entity_id: input_boolean.kitchen}}
+        turn_off: {action: input_boolean.turn_off, target: {entity_id: input_boolean.kitchen}}
+      - name: Living room light
+        state: "{{ is_state('input_boolean.living_room', 'on') }}"
+        turn_on: {action: input_boolean.turn_on, target: {entity_id: input_boolean.living_room}}
+        turn_off: {action: input_boolean.turn_off, target: {entity_id: input_boolean.living_room}}
+
+logger:
+  default: info
+  logs:
+    custom_components.local_voice: debug
+"""
+
+
+def _entry(
+    title: str, data: dict[str, object], subentries: list[ConfigSubentryData]
+) -> ConfigEntry:
+    """Build a config entry as the config flow would have made it."""
+    return ConfigEntry(
+        data=data,
+        discovery_keys={},
+        domain=DOMAIN,
+        minor_version=1,
+        options={},
+        source="user",
+        subentries_data=subentries,
+        title=title,
+        unique_id=None,
+        version=1,
+    )
+
+
+def write_config(config: Path, llama: Backend, asr: Backend, tts: Backend) -> None:
+    """Create configuration.yaml and the three entries, unless they exist."""
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "custom_components").mkdir(exist_ok=True)
+    link = config / "custom_components" / DOMAIN
+    if not link.exists():
+        link.symlink_to(ROOT / "custom_components" / DOMAIN)
+    yaml = config / "configuration.yaml"
+    if not yaml.exists():
+        yaml.write_text(CONFIGURATION_YAML)
+    storage = config / ".storage" / STORAGE_KEY
+    if storage.exists():
+        return
+    conversation = ConfigSubentryData(
+        subentry_type=SUBENTRY_CONVERSATION,
+        title=DEFAULT_CONVERSATION_NAME,
+        data=dict(RECOMMENDED_CONVERSATION_OPTIONS),
+        unique_id=None,
+    )
+    ai_task = ConfigSubentryData(
+        subentry_type=SUBENTRY_AI_TASK,
+        title=DEFAULT_AI_TASK_NAME,
+        data=dict(RECOMMENDED_AI_TASK_OPTIONS),
+        unique_id=None,
+    )
+    entries = [
+        _entry(
+            "llama-server",
+            {CONF_SERVICE: SERVICE_LLAMA, "url": llama.url},
+            [conversation, ai_task],
+        ),
+        _entry(
+            "whisper.cpp",
+            {CONF_SERVICE: SERVICE_ASR, "host": asr.host, "port": asr.port},
+            [],
+        ),
+        _entry(
+            "Piper", {CONF_SERVICE: SERVICE_TTS, "host": tts.host, "port": tts.port}, []
+        ),
+    ]
+    storage.parent.mkdir(exist_ok=True)
+    storage.write_text(
+        json.dumps(
+            {
+                "version": STORAGE_VERSION,
+                "minor_version": STORAGE_VERSION_MINOR,
+                "key": STORAGE_KEY,
+                "data": {"entries": [e.as_dict() for e in entries]},
+            },
+            cls=JSONEncoder,
+            indent=2,
+        )
+    )
+
+
+def main() -> None:
+    """Start the backends, then Home Assistant in the foreground."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", type=Path, default=ROOT / ".dev" / "config")
+    parser.add_argument("--llama-port", type=int, default=8080)
+    args = parser.parse_args()
+    logs = ROOT / ".dev" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    backends: list[Backend] = []
+    try:
+        backends.append(
+            start("llama", llama_argv(QWEN), "http", logs, port=args.llama_port)
+        )
+        backends.append(start("asr", asr_argv(), "tcp", logs, port=DEFAULT_ASR_PORT))
+        backends.append(
+            start("tts", tts_argv(logs), "tcp", logs, port=DEFAULT_TTS_PORT)
+        )
+        for backend in backends:
+            print(f"{backend.name}: {backend.host}:{backend.port} (log {backend.log})")
+        write_config(args.config, *backends)
+        print("Home Assistant: http://localhost:8123 (first start installs its UI)")
+        subprocess.run(  # noqa: S603
+            [sys.executable, "-m", "homeassistant", "-c", str(args.config)],
+            check=False,
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for backend in backends:
+            backend.stop()
+
+
+if __name__ == "__main__":
+    main()
