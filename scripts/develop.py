@@ -1,8 +1,9 @@
 """Run a dev Home Assistant with local_voice wired to real local backends.
 
-Started by scripts/develop. The backends are the ones the tests use (tests/backends.py):
-llama-server with Qwen2.5-Coder-0.5B (real tool calls), Wyoming whisper.cpp (tiny.en) and
-Wyoming Piper (standing in for Kokoro). Their config entries are created on the first run.
+Started by scripts/develop. The backends are the ones the tests use
+(tests/backends.py): llama-server with Qwen2.5-Coder-0.5B (real tool calls), Wyoming
+whisper.cpp (tiny.en) and Wyoming Piper (standing in for Kokoro). Their config entries
+are created on the first run.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from custom_components.local_voice.const import (  # noqa: E402
+from custom_components.local_voice.const import (
     CONF_SERVICE,
     DEFAULT_AI_TASK_NAME,
     DEFAULT_ASR_PORT,
@@ -30,15 +31,15 @@ from custom_components.local_voice.const import (  # noqa: E402
     SUBENTRY_AI_TASK,
     SUBENTRY_CONVERSATION,
 )
-from homeassistant.config_entries import (  # noqa: E402
+from homeassistant.config_entries import (
     STORAGE_KEY,
     STORAGE_VERSION,
     STORAGE_VERSION_MINOR,
     ConfigEntry,
     ConfigSubentryData,
 )
-from homeassistant.helpers.json import JSONEncoder  # noqa: E402
-from tests.backends import (  # noqa: E402
+from homeassistant.helpers.json import JSONEncoder
+from tests.backends import (
     QWEN,
     ROOT,
     Backend,
@@ -48,8 +49,8 @@ from tests.backends import (  # noqa: E402
     tts_argv,
 )
 
-# default_config would also start go2rtc, which needs its own binary: list what Assist uses,
-# plus two lights for the assistant to switch.
+# default_config would also start go2rtc, which needs its own binary: list what Assist
+# uses, plus two lights for the assistant to switch.
 CONFIGURATION_YAML = """\
 assist_pipeline:
 config:
@@ -67,12 +68,20 @@ template:
   - light:
       - name: Kitchen light
         state: "{{ is_state('input_boolean.kitchen', 'on') }}"
-        turn_on: {action: input_boolean.turn_on, target: {entity_id: input_boolean.kitchen}}
-        turn_off: {action: input_boolean.turn_off, target: {entity_id: input_boolean.kitchen}}
+        turn_on:
+          action: input_boolean.turn_on
+          target: {entity_id: input_boolean.kitchen}
+        turn_off:
+          action: input_boolean.turn_off
+          target: {entity_id: input_boolean.kitchen}
       - name: Living room light
         state: "{{ is_state('input_boolean.living_room', 'on') }}"
-        turn_on: {action: input_boolean.turn_on, target: {entity_id: input_boolean.living_room}}
-        turn_off: {action: input_boolean.turn_off, target: {entity_id: input_boolean.living_room}}
+        turn_on:
+          action: input_boolean.turn_on
+          target: {entity_id: input_boolean.living_room}
+        turn_off:
+          action: input_boolean.turn_off
+          target: {entity_id: input_boolean.living_room}
 
 logger:
   default: info
@@ -175,7 +184,7 @@ def main() -> None:
             print(f"{backend.name}: {backend.host}:{backend.port} (log {backend.log})")
         write_config(args.config, *backends)
         print("Home Assistant: http://localhost:8123 (first start installs its UI)")
-        subprocess.run(  # noqa: S603
+        subprocess.run(
             [sys.executable, "-m", "homeassistant", "-c", str(args.config)],
             check=False,
         )
