@@ -108,16 +108,22 @@ def _entry(
     )
 
 
-def write_config(config: Path, llama: Backend, asr: Backend, tts: Backend) -> None:
+def write_config(
+    config: Path,
+    llama: Backend,
+    asr: Backend,
+    tts: Backend,
+    yaml: str = CONFIGURATION_YAML,
+) -> None:
     """Create configuration.yaml and the three entries, unless they exist."""
     config.mkdir(parents=True, exist_ok=True)
     (config / "custom_components").mkdir(exist_ok=True)
     link = config / "custom_components" / DOMAIN
     if not link.exists():
         link.symlink_to(ROOT / "custom_components" / DOMAIN)
-    yaml = config / "configuration.yaml"
-    if not yaml.exists():
-        yaml.write_text(CONFIGURATION_YAML)
+    configuration = config / "configuration.yaml"
+    if not configuration.exists():
+        configuration.write_text(yaml)
     storage = config / ".storage" / STORAGE_KEY
     if storage.exists():
         return

@@ -1,7 +1,9 @@
-"""Start and stop the real local backends (llama-server, Wyoming ASR/TTS) for tests.
+"""Start and stop the real local backends (llama-server, Wyoming ASR/TTS).
 
-`scripts/backends` installs them; in CI (CI=true) a missing backend fails the run,
-elsewhere the tests that need one are skipped with a message saying how to get it.
+Used by the tests, the benchmarks, scripts/develop and scripts/smoke-latest, so pytest
+is imported only where a test needs it. `scripts/backends` installs the backends; in CI
+(CI=true) a missing backend fails the run, elsewhere the tests that need one are skipped
+with a message saying how to get it.
 """
 
 from __future__ import annotations
@@ -13,12 +15,10 @@ import os
 from pathlib import Path
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
-
-import pytest
-import pytest_socket
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = Path(
@@ -36,6 +36,8 @@ def require(*paths: Path) -> None:
     missing = [str(path) for path in paths if not path.exists()]
     if not missing:
         return
+    import pytest  # noqa: PLC0415
+
     message = f"real backends missing ({', '.join(missing)}): run scripts/backends"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message)
@@ -110,7 +112,9 @@ def start(
     timeout: float = 120,
 ) -> Backend:
     """Start one backend on a loopback port; `{port}` in argv is replaced."""
-    pytest_socket.enable_socket()  # session fixtures run before per-test socket set-up
+    if pytest_socket := sys.modules.get("pytest_socket"):
+        # Session fixtures run before the per-test socket set-up.
+        pytest_socket.enable_socket()
     port = port or free_port()
     log = log_dir / f"{name}-{port}.log"
     with log.open("wb") as out:
