@@ -62,3 +62,17 @@ RECOMMENDED_AI_TASK_OPTIONS: Final = {
 # How often the servers are polled, so entities go unavailable and recover on their own.
 UPDATE_INTERVAL_SECONDS: Final = 30
 REQUEST_TIMEOUT_SECONDS: Final = 10
+
+# Speech
+# Audio the Wyoming ASR servers take: 16 kHz, 16-bit, mono PCM.
+SPEECH_RATE: Final = 16000
+SPEECH_WIDTH: Final = 2
+SPEECH_CHANNELS: Final = 1
+# TTS option: the speaker of a multi-speaker voice.
+ATTR_SPEAKER: Final = "speaker"
+# No transcript this long after the end of audio: the ASR server is stuck.
+STT_TIMEOUT_SECONDS: Final = 30
+# No text from the conversation agent this long: the pipeline is gone; speak what came.
+TTS_TEXT_TIMEOUT_SECONDS: Final = 60
+# No audio this long after all the text was sent: the TTS server is stuck.
+TTS_AUDIO_TIMEOUT_SECONDS: Final = 30
