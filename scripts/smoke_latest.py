@@ -7,6 +7,7 @@ Home Assistant installs the requirements of the components it loads by itself.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import sys
 import tempfile
@@ -18,7 +19,6 @@ from develop import write_config
 
 from custom_components.local_voice.const import DOMAIN
 from homeassistant import bootstrap, runner
-from homeassistant.components import conversation
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_UNAVAILABLE, __version__
 from homeassistant.core import Context
@@ -47,6 +47,9 @@ async def check(config: Path) -> None:
                 assert state is not None, entity.entity_id
                 assert state.state != STATE_UNAVAILABLE, entity.entity_id
                 print(f"ok: {entity.entity_id} = {state.state}")
+        # Imported once Home Assistant has installed the component's requirements.
+        from homeassistant.components import conversation  # noqa: PLC0415
+
         agent = next(
             e.entity_id
             for e in registry.entities.values()
@@ -72,9 +75,10 @@ def main() -> None:
         backends.append(start("llama", llama_argv(QWEN), "http", logs))
         backends.append(start("asr", asr_argv(), "tcp", logs))
         backends.append(start("tts", tts_argv(logs), "tcp", logs))
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(1) as pool:
             write_config(Path(tmp), *backends, yaml=CONFIGURATION_YAML)
-            asyncio.run(check(Path(tmp)))
+            # Home Assistant's loop guards blocking calls in the thread it ran in.
+            pool.submit(asyncio.run, check(Path(tmp))).result()
     finally:
         for backend in backends:
             backend.stop()
