@@ -1,0 +1,146 @@
+"""The text filter and sentence splitter for what goes to text-to-speech."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from custom_components.local_voice.speech_text import (
+    SentenceSplitter,
+    SpeechFilter,
+    clean_for_speech,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "speech"),
+    [
+        # Markdown markup goes, the words stay.
+        ("## Weather\nIt is **sunny** and *warm*.", "Weather.\nIt is sunny and warm."),
+        (
+            "__Bold__ and ~~gone~~ but snake_case stays.",
+            "Bold and gone but snake_case stays.",
+        ),
+        (
+            "> Quoted\n- one\n* two\n+ three\n- [x] done",
+            "Quoted.\none.\ntwo.\nthree.\ndone.",
+        ),
+        (
+            "Steps:\n1. Open the door\n2. Close it",
+            "Steps:\n1. Open the door.\n2. Close it.",
+        ),
+        ("Read [the manual](https://example.com/manual).", "Read the manual."),
+        ("![a diagram](diagram.png) Done.", "Done."),
+        (
+            "| Room | Light |\n|---|:---:|\n| Kitchen | on |",
+            "Room, Light.\nKitchen, on.",
+        ),
+        ("Above\n\n---\n\nBelow", "Above.\nBelow."),
+        ("Text <b>bold</b> <br/> end", "Text bold end."),
+        # Emoji, pictographs and their joiners go; ordinary symbols stay.
+        ("Done ✅ 😀 👨‍👩‍👧 🇺🇸 1️⃣ ★ →", "Done 1."),
+        ("It is 20 °C © 2024 and 50% off.", "It is 20 °C © 2024 and 50% off."),
+        # URLs go, with the sentence's own punctuation kept.
+        ("See https://example.com/a_b?c=1. Then www.example.org, ok", "See. Then, ok."),
+        ("More (https://example.com) here", "More here."),
+        # Code is not read: fences go whole, inline code unless it is plain words.
+        ("Try:\n```python\nprint('hello')\n```\nThat is all.", "Try:\nThat is all."),
+        (
+            "Run `ls -la` on `light.kitchen`, the `kitchen light`.",
+            "Run on, the kitchen light.",
+        ),
+        ("Unclosed fence\n```\ncode to the end", "Unclosed fence."),
+        ("", ""),
+        ("😀 🎉", ""),
+    ],
+)
+def test_clean_for_speech(text: str, speech: str) -> None:
+    """Markdown, emoji, URLs and code are not read aloud."""
+    assert clean_for_speech(text) == speech
+
+
+LLM_ANSWERS = [
+    "## Lights\nThe **kitchen light** is on 💡 and the [hall](https://x.y/z) is off.\n"
+    "- Bedroom: *off*\n- Garage: on ✅\n\nAnything else? See https://example.com.",
+    "Sure! Here is code:\n```yaml\nlight:\n  - platform: x\n```\n"
+    "Use `kitchen light` or `light.kitchen_main`. It's 21 °C.\n"
+    "| a | b |\n|---|---|\n| 1 | 2 |",
+    "Dr. Smith said 3.5 degrees, e.g. warm. Mr. J. R. R. Tolkien wrote it! "
+    "Really? Yes…",
+    '"Quoted," she said. <i>Italic</i> and __under__ and ~~strike~~ text; done.',
+]
+
+
+@pytest.mark.parametrize("text", LLM_ANSWERS)
+def test_filter_ignores_how_text_is_chunked(text: str) -> None:
+    """Any split of the stream into deltas gives the same speech as the whole."""
+    whole = clean_for_speech(text)
+    rng = random.Random(text)
+    for _ in range(100):
+        speech_filter = SpeechFilter()
+        spoken = ""
+        position = 0
+        while position < len(text):
+            size = rng.randint(1, 8)
+            spoken += speech_filter.feed(text[position : position + size])
+            position += size
+        spoken += speech_filter.finish()
+        assert spoken.strip() == whole
+
+
+def test_filter_releases_text_before_the_stream_ends() -> None:
+    """Complete words come out at once; open constructs are held, then cleaned."""
+    speech_filter = SpeechFilter()
+    assert (
+        speech_filter.feed("The kitchen light is on. Th") == "The kitchen light is on."
+    )
+    assert speech_filter.feed("e hall is ") == " The hall is"
+    # A link is held until it is complete: its URL never leaks out.
+    assert speech_filter.feed("[off](https://exa") == ""
+    assert speech_filter.feed("mple.com) for now") == " off for"
+    assert speech_filter.finish() == " now.\n"
+
+
+def test_filter_drops_code_blocks_across_deltas() -> None:
+    """A fenced block split over many deltas is dropped whole."""
+    speech_filter = SpeechFilter()
+    out = [
+        speech_filter.feed(part)
+        for part in ["Here:\n`", "``py", "\nx = 1", "\n`", "``\nOk."]
+    ]
+    out.append(speech_filter.finish())
+    assert "".join(out) == "Here:\nOk.\n"
+    assert out[2] == ""  # nothing of the code came out
+
+
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        ("One. Two! Three? Four", ["One.", "Two!", "Three?", "Four"]),
+        ("It is 3.5 degrees. Next.", ["It is 3.5 degrees.", "Next."]),
+        (
+            "Dr. Smith and Mr. J. Doe came. Then e.g. this.",
+            ["Dr. Smith and Mr. J. Doe came.", "Then e.g. this."],
+        ),
+        ("Steps:\n1. Open it.\n2. Close it", ["Steps:", "1. Open it.", "2. Close it"]),
+        ('"Hello." Then (aside.) End.', ['"Hello."', "Then (aside.)", "End."]),
+        ("Wait… what?! Ok", ["Wait…", "what?!", "Ok"]),
+        (". , !", []),
+    ],
+)
+def test_sentence_splitter(text: str, sentences: list[str]) -> None:
+    """Sentences end at . ! ? … and line ends, not at abbreviations or numbers."""
+    splitter = SentenceSplitter()
+    assert splitter.feed(text) + splitter.finish() == sentences
+
+
+def test_sentence_splitter_streams() -> None:
+    """A sentence comes out as soon as it is complete; a long one is cut at a comma."""
+    splitter = SentenceSplitter(max_chars=60)
+    assert splitter.feed("The light", at_word_end=False) == []
+    assert splitter.feed(" is on.", at_word_end=False) == []  # "on.5" could follow
+    assert splitter.feed(" The") == ["The light is on."]
+    rooms = " hall and the long kitchen, the garage, the garden and the attic are off"
+    assert splitter.feed(rooms) == ["The hall and the long kitchen, the garage,"]
+    assert splitter.finish() == ["the garden and the attic are off"]
