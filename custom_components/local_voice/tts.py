@@ -1,0 +1,260 @@
+"""Text-to-speech on a Wyoming TTS server (Kokoro, Piper) that starts speaking early.
+
+Home Assistant streams the conversation agent's text into
+async_stream_tts_audio. A server that streams text (supports_synthesize_streaming)
+gets it as it comes, in one synthesize-start / synthesize-chunk... /
+synthesize-stop stream; any other server gets one synthesize request per
+sentence, as soon as the sentence is complete. Either way the first audio comes
+long before the agent has finished. What is spoken passes the speech filter
+(no markdown, emoji, URLs or code).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncGenerator, Mapping
+import contextlib
+import io
+from typing import Any
+import wave
+
+from wyoming.info import TtsProgram
+from wyoming.tts import SynthesizeVoice
+
+from homeassistant.components import tts
+from homeassistant.components.tts.entity import TTSAudioRequest
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.util import language as language_util
+
+from .const import (
+    ATTR_SPEAKER,
+    DOMAIN,
+    LOGGER,
+    SERVICE_TTS,
+    TTS_AUDIO_TIMEOUT_SECONDS,
+    TTS_TEXT_TIMEOUT_SECONDS,
+)
+from .coordinator import WyomingConfigEntry, WyomingCoordinator
+from .entity import WyomingEntity
+from .wyoming_service import installed_programs
+from .wyoming_speech import (
+    SPEECH_FORMAT,
+    AudioFormat,
+    ServerUnreachable,
+    SpeechError,
+    Synthesis,
+    SynthesisMode,
+)
+
+PARALLEL_UPDATES = 0
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: WyomingConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add the text-to-speech entity of a TTS server entry."""
+    async_add_entities([LocalVoiceTextToSpeech(entry.runtime_data)])
+
+
+def wav_header(audio_format: AudioFormat) -> bytes:
+    """Return a WAV header for a stream of unknown length (0 frames)."""
+    return wav_file(audio_format, b"")
+
+
+def wav_file(audio_format: AudioFormat, pcm: bytes) -> bytes:
+    """Return PCM audio as a WAV file."""
+    with io.BytesIO() as buffer:
+        with wave.open(buffer, "wb") as writer:
+            writer.setframerate(audio_format.rate)
+            writer.setsampwidth(audio_format.width)
+            writer.setnchannels(audio_format.channels)
+            writer.writeframes(pcm)
+        return buffer.getvalue()
+
+
+async def _one(text: str) -> AsyncGenerator[str]:
+    yield text
+
+
+class LocalVoiceTextToSpeech(WyomingEntity, tts.TextToSpeechEntity):
+    """Speak with a Wyoming TTS server; stream text in and audio out.
+
+    A new request stops the one still running (barge-in): its connection is
+    dropped and the rest of its audio is never produced.
+    """
+
+    def __init__(self, coordinator: WyomingCoordinator) -> None:
+        """Describe the server's voices."""
+        super().__init__(coordinator, SERVICE_TTS)
+        self._attr_supported_options = [tts.ATTR_VOICE, ATTR_SPEAKER]
+        self._voices: dict[str, list[tts.Voice]] = {}
+        self._voice_names: set[str] = set()
+        self._server_streams_text = False
+        self._running: set[Synthesis] = set()
+        self._attr_supported_languages = []
+        self._attr_default_language = coordinator.hass.config.language
+        self._update_from_info()
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        """Follow the server's voices."""
+        self._update_from_info()
+        super()._handle_coordinator_update()
+
+    @callback
+    def _update_from_info(self) -> None:
+        """Take voices, languages and streaming support from the server's info."""
+        programs = installed_programs(self.coordinator.data, SERVICE_TTS)
+        if not programs:
+            return  # keep what the server offered last
+        program = programs[0]
+        assert isinstance(program, TtsProgram)
+        voices: dict[str, list[tts.Voice]] = defaultdict(list)
+        for voice in program.voices:
+            if not voice.installed:
+                continue
+            for language in voice.languages:
+                voices[language].append(
+                    tts.Voice(voice_id=voice.name, name=voice.description or voice.name)
+                )
+        for language_voices in voices.values():
+            language_voices.sort(key=lambda voice: voice.name)
+        self._voices = dict(voices)
+        self._voice_names = {v.voice_id for vs in voices.values() for v in vs}
+        self._server_streams_text = program.supports_synthesize_streaming
+        self._attr_name = program.name
+        languages = sorted(voices)
+        if languages != self._attr_supported_languages:
+            self._attr_supported_languages = languages
+        config = self.coordinator.hass.config
+        if languages and self._attr_default_language not in languages:
+            # Home Assistant's language (and country) first, else the first one.
+            matches = language_util.matches(config.language, languages, config.country)
+            self._attr_default_language = matches[0] if matches else languages[0]
+
+    @property
+    def server_streams_text(self) -> bool:
+        """Return True if the server takes text as a stream."""
+        return self._server_streams_text
+
+    @callback
+    def async_get_supported_voices(self, language: str) -> list[tts.Voice] | None:
+        """Return the server's voices for a language."""
+        return self._voices.get(language)
+
+    def async_supports_streaming_input(self) -> bool:
+        """Take streamed text; a server that cannot stream it gets sentences."""
+        return True
+
+    async def async_get_tts_audio(
+        self, message: str, language: str, options: dict[str, Any]
+    ) -> tts.TtsAudioType:
+        """Synthesize a whole message at once (one request, WAV)."""
+        synthesis = self._begin(_one(message), options, "single")
+        audio_format: AudioFormat | None = None
+        pcm: list[bytes] = []
+        try:
+            async with contextlib.aclosing(synthesis.audio()) as chunks:
+                async for chunk in chunks:
+                    audio_format = audio_format or AudioFormat(
+                        chunk.rate, chunk.width, chunk.channels
+                    )
+                    pcm.append(chunk.audio)
+        except SpeechError as err:
+            raise await self._failed(err) from err
+        finally:
+            self._end(synthesis)
+        return "wav", wav_file(audio_format or SPEECH_FORMAT, b"".join(pcm))
+
+    async def async_stream_tts_audio(
+        self, request: TTSAudioRequest
+    ) -> tts.TTSAudioResponse:
+        """Stream text in and audio out; speaking starts with the first sentence."""
+        mode: SynthesisMode = "stream" if self._server_streams_text else "sentences"
+        synthesis = self._begin(request.message_gen, request.options, mode)
+        return tts.TTSAudioResponse("wav", self._stream_wav(synthesis))
+
+    async def _stream_wav(self, synthesis: Synthesis) -> AsyncGenerator[bytes]:
+        """Yield a WAV header, then PCM as the server produces it."""
+        header_sent = False
+        try:
+            async with contextlib.aclosing(synthesis.audio()) as chunks:
+                async for chunk in chunks:
+                    if not header_sent:
+                        header_sent = True
+                        yield wav_header(
+                            AudioFormat(chunk.rate, chunk.width, chunk.channels)
+                        )
+                    yield chunk.audio
+            if not header_sent:
+                yield wav_header(SPEECH_FORMAT)  # nothing to say, or stopped early
+        except SpeechError as err:
+            raise await self._failed(err) from err
+        finally:
+            self._end(synthesis)
+
+    def _begin(
+        self, text: AsyncGenerator[str], options: Mapping[str, Any], mode: SynthesisMode
+    ) -> Synthesis:
+        """Stop what is still speaking, then prepare the new synthesis."""
+        for running in list(self._running):
+            LOGGER.debug(
+                "New speech on %s: stopping the one still running", self.entity_id
+            )
+            running.cancel()
+            if not running.started:
+                self._running.discard(running)  # never read: nothing to record
+        synthesis = Synthesis(
+            self.coordinator.server,
+            text,
+            mode,
+            voice=self._voice(options),
+            text_timeout=TTS_TEXT_TIMEOUT_SECONDS,
+            audio_timeout=TTS_AUDIO_TIMEOUT_SECONDS,
+        )
+        self._running.add(synthesis)
+        return synthesis
+
+    def _voice(self, options: Mapping[str, Any]) -> SynthesizeVoice | None:
+        """Return the voice asked for; None (the server's default) if unknown."""
+        name = options.get(tts.ATTR_VOICE)
+        speaker = options.get(ATTR_SPEAKER)
+        if not name:
+            return None
+        if self._voice_names and name not in self._voice_names:
+            LOGGER.warning(
+                "%s has no voice %s: speaking with its default voice",
+                self.coordinator.server,
+                name,
+            )
+            return None
+        return SynthesizeVoice(name=name, speaker=speaker)
+
+    def _end(self, synthesis: Synthesis) -> None:
+        """Forget the synthesis; keep its stage timings for diagnostics."""
+        if synthesis not in self._running:
+            return
+        self._running.discard(synthesis)
+        self.coordinator.timings.append(
+            {
+                "kind": "tts",
+                "streaming": synthesis.mode != "single",
+                "server_streams_text": self._server_streams_text,
+                **synthesis.stats.as_dict(),
+            }
+        )
+
+    async def _failed(self, err: SpeechError) -> HomeAssistantError:
+        """Log, mark the server down if it is unreachable, and explain."""
+        LOGGER.error("Text-to-speech failed: %s", err)
+        if isinstance(err, ServerUnreachable):
+            await self.coordinator.async_request_refresh()
+        return HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="tts_failed",
+            translation_placeholders={"error": str(err)},
+        )
