@@ -10,7 +10,6 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-import time
 
 import pytest
 from pytest_homeassistant_custom_component.common import (
@@ -387,13 +386,11 @@ async def test_text_that_stops_coming_ends_speech(
         await never.wait()
         yield "Never said."
 
-    started = time.monotonic()
     response = await entity.async_stream_tts_audio(
         TTSAudioRequest("en_US", {}, stalled())
     )
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(30):  # without the text timeout: forever
         data = await collect(response)
-    assert time.monotonic() - started < 25
     audio_format, pcm = parse_wav(data)
     assert len(pcm) / audio_format.bytes_per_second > 0.5
     assert "No text for 1 s" in caplog.text
