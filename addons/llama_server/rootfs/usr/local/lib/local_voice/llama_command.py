@@ -1,0 +1,132 @@
+"""Start llama-server from the llama_server add-on's options.
+
+Run by the s6 service `llama_server`: fetches the GGUF model from Hugging Face (unless
+a local `model_path` is set), then replaces itself with llama-server. The API key is
+passed in the environment (LLAMA_API_KEY), not on the command line, so that `ps` does
+not show it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+import re
+import sys
+
+from fetch_model import ModelFile, ensure_file
+from launcher import (
+    Addon,
+    Command,
+    ConfigError,
+    Options,
+    Payloads,
+    extra_args,
+    main as launcher_main,
+    text_option,
+)
+
+PORT = 8080
+BINARY = "/usr/local/bin/llama-server"
+_SPLIT = re.compile(r"-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$")
+
+
+def gguf_parts(filename: str) -> list[str]:
+    """List all files of a split GGUF (`x-00001-of-00003.gguf`), or `filename`.
+
+    llama-server is given the first part and loads the others from the same folder,
+    so every part has to be fetched.
+    """
+    match = _SPLIT.search(filename)
+    if match is None:
+        return [filename]
+    count = int(match["count"])
+    stem = filename[: match.start()]
+    return [f"{stem}-{index:05d}-of-{count:05d}.gguf" for index in range(1, count + 1)]
+
+
+def resolve_model(options: Options, models_dir: Path) -> Path:
+    """Return the GGUF file to load: `model_path`, or fetched from Hugging Face."""
+    if local := text_option(options, "model_path"):
+        path = Path(local)
+        if not path.is_file():
+            msg = (
+                f"model_path '{local}' is not a file: copy the GGUF to /share "
+                "(for example /share/models/model.gguf) or clear model_path to "
+                "download model_file from model_repo"
+            )
+            raise ConfigError(msg)
+        return path
+    repo, filename = (
+        text_option(options, "model_repo"),
+        text_option(options, "model_file"),
+    )
+    if not repo or not filename:
+        msg = "Set model_repo and model_file (a Hugging Face GGUF), or model_path"
+        raise ConfigError(msg)
+    token = text_option(options, "hf_token") or None
+    paths = [
+        ensure_file(ModelFile(repo, part), models_dir, token=token)
+        for part in gguf_parts(filename)
+    ]
+    return paths[0]
+
+
+def build_command(
+    options: Options, model: Path, *, binary: str = BINARY, host: str, port: int
+) -> Command:
+    """Build the llama-server command line for these options (`--jinja` always)."""
+    argv = [
+        binary,
+        "--host", host,
+        "--port", str(port),
+        "--model", str(model),
+        "--jinja",
+        "--ctx-size", str(options["context_size"]),
+        "--parallel", str(options["parallel"]),
+        "--flash-attn", str(options["flash_attention"]),
+        "--batch-size", str(options["batch_size"]),
+        "--ubatch-size", str(options["ubatch_size"]),
+        "--no-webui",
+    ]  # fmt: skip
+    if options.get("swa_full", True):
+        # Sliding-window models (gpt-oss, Gemma 3) otherwise drop the cache of earlier
+        # turns and re-read the whole prompt on every request.
+        argv.append("--swa-full")
+    argv += extra_args(options)
+    env = {"LLAMA_API_KEY": key} if (key := text_option(options, "api_key")) else {}
+    return Command(argv, env, frozenset(env))
+
+
+def discovery(options: Options, hostname: str, port: int) -> Payloads:
+    """Return what is announced to Home Assistant: local_voice's llama_server."""
+    return {
+        "local_voice": {
+            "service": "llama_server",
+            "host": hostname,
+            "port": port,
+            "api_key": text_option(options, "api_key"),
+        }
+    }
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--binary", default=BINARY, help="llama-server executable")
+
+
+def _prepare(args: argparse.Namespace, options: Options) -> Command:
+    model = resolve_model(options, args.models_dir)
+    return build_command(
+        options, model, binary=args.binary, host=args.host, port=args.port
+    )
+
+
+ADDON = Addon(__doc__.splitlines()[0], PORT, _prepare, discovery, _add_arguments)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start llama-server (or print its command with --dry-run)."""
+    return launcher_main(ADDON, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
