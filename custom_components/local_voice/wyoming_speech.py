@@ -452,7 +452,7 @@ class Synthesis:
     async def audio(self) -> AsyncGenerator[AudioChunk]:
         """Yield the audio in one format (the first one the server sends)."""
         self._started = True
-        self._spawn(self._read_text(), "local_voice tts text")
+        self._spawn(self._read_text(), "tts text")
         try:
             source = self._stream() if self.mode == "stream" else self._sentences()
             async with contextlib.aclosing(source) as chunks:
