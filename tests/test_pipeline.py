@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
+import importlib.util
 from typing import Literal
 
 import pytest
@@ -35,7 +36,7 @@ from homeassistant.helpers import chat_session, entity_registry as er, intent
 from homeassistant.setup import async_setup_component
 
 from .backends import Backend
-from .common import setup_entry, wyoming_entry
+from .common import llama_entry, setup_entry, wyoming_entry
 from .speech_support import (
     KITCHEN_WAV,
     Relay,
@@ -260,3 +261,39 @@ async def test_speech_starts_before_the_agent_finishes(
     for words in ("kitchen light is on", "hallway", "living room", "sleep well"):
         assert words in heard, heard
     assert heard.index("kitchen") < heard.index("hallway") < heard.index("sleep")
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("custom_components.local_voice.conversation") is None,
+    reason="local_voice's conversation agent is not in this tree",
+)
+async def test_speech_to_speech_with_local_voice_agent(
+    hass: HomeAssistant,
+    engines: tuple[str, str, MockConfigEntry, MockConfigEntry],
+    llama_chat_server: Backend,
+) -> None:
+    """STT -> local_voice's own conversation agent on llama-server -> TTS."""
+    stt_id, tts_id, _, tts_entry = engines
+    llama = await setup_entry(hass, llama_entry(llama_chat_server.url))
+    (agent_id,) = [
+        entity.entity_id
+        for entity in er.async_entries_for_config_entry(
+            er.async_get(hass), llama.entry_id
+        )
+        if entity.domain == "conversation"
+    ]
+    pipeline = await async_create_default_pipeline(hass, stt_id, tts_id, "Local")
+    assert pipeline is not None
+    await async_update_pipeline(
+        hass, pipeline, conversation_engine=agent_id, conversation_language=MATCH_ALL
+    )
+
+    _, speech = read_wav(KITCHEN_WAV)
+    events = await run_pipeline(hass, pipeline.id, speech)
+
+    (intent_end,) = events[PipelineEventType.INTENT_END]
+    assert intent_end.data is not None
+    assert intent_end.data["intent_output"]["response"]["speech"]["plain"]["speech"]
+    audio = await spoken_audio(hass, events)
+    assert len(audio) / SPEECH_FORMAT.bytes_per_second > 0.3
+    assert tts_entry.runtime_data.timings[-1]["outcome"] == "done"
