@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             ModelFile(args.repo_id, args.filename, args.revision),
             args.models_dir,
             token=os.environ.get("HF_TOKEN") or None,
+            endpoint=os.environ.get("HF_ENDPOINT") or None,
         )
     except FetchError as err:
         _LOGGER.error("%s", err)  # noqa: TRY400 - the message is the whole story
