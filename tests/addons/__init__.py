@@ -1,0 +1,1 @@
+"""Tests of the add-on repository in addons/ (no Home Assistant needed)."""

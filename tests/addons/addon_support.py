@@ -1,0 +1,80 @@
+"""Paths of the add-on repository and helpers to load its Python code in tests."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+import shutil
+import sys
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ADDONS = ROOT / "addons"
+SLUGS = ("llama_server", "whisper_cpp", "kokoro")
+LIB = Path("rootfs/usr/local/lib/local_voice")
+# The add-on linter's schemas: beside the checkout on these machines and in CI.
+LINT_DIR = ROOT.parent / "shared" / "addon-lint"
+# Module names the add-ons share (one copy each): dropped from sys.modules before an
+# add-on's code is imported, so that every test runs that add-on's own copy.
+_ADDON_MODULES = ("fetch_model", "launcher", "wyoming_kokoro")
+
+CI = os.environ.get("CI", "").lower() == "true"
+
+
+def lib_dir(slug: str) -> Path:
+    """Return the folder holding an add-on's Python code (in its image: same path)."""
+    return ADDONS / slug / LIB
+
+
+def load_module(slug: str, name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Import module `name` of add-on `slug`, with that add-on's own shared modules."""
+    monkeypatch.syspath_prepend(str(lib_dir(slug)))
+    for module in list(sys.modules):
+        if module == name or module.split(".")[0] in _ADDON_MODULES:
+            monkeypatch.delitem(sys.modules, module)
+    module = importlib.import_module(name)
+    assert Path(module.__file__ or "").is_relative_to(lib_dir(slug))
+    return module
+
+
+def config(slug: str) -> dict[str, Any]:
+    """Return an add-on's config.yaml."""
+    return yaml.safe_load((ADDONS / slug / "config.yaml").read_text(encoding="utf-8"))
+
+
+def default_options(slug: str, **changes: Any) -> dict[str, Any]:
+    """Return the options a fresh install writes to options.json, with `changes`."""
+    return {**config(slug)["options"], **changes}
+
+
+def write_options(path: Path, options: dict[str, Any]) -> Path:
+    """Write an options.json as the Supervisor does."""
+    path.write_text(json.dumps(options), encoding="utf-8")
+    return path
+
+
+def require_path(path: Path, why: str) -> Path:
+    """Return `path`; when it is missing fail in CI, skip elsewhere."""
+    if path.exists():
+        return path
+    message = f"{path} is missing ({why})"
+    if CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def require_tool(name: str, package: str, *, required_in_ci: bool = True) -> str:
+    """Return the path of a command-line tool; when missing fail in CI, else skip."""
+    found = shutil.which(name)
+    if found:
+        return found
+    message = f"{name} is not installed: apt-get install -y {package}"
+    if CI and required_in_ci:
+        pytest.fail(message)
+    pytest.skip(message)

@@ -1,0 +1,259 @@
+"""llama_server: options.json -> the llama-server command, which really starts here.
+
+The last tests start the produced command with the CPU llama-server and the tiny
+SmolLM2 model that scripts/backends installs (CI fails without them, elsewhere they
+are skipped): the command line must be one llama-server accepts, answering /health.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import subprocess
+from types import ModuleType
+from typing import Any
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.addons import hub_stub
+from tests.addons.addon_support import (
+    ADDONS,
+    default_options,
+    load_module,
+    write_options,
+)
+from tests.backends import BACKENDS, SMOL, free_port, require, running, start
+
+SLUG = "llama_server"
+HEALTHCHECK = ADDONS / SLUG / "rootfs/usr/local/bin/healthcheck"
+
+
+@pytest.fixture
+def llama(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Return the add-on's llama_command module."""
+    return load_module(SLUG, "llama_command", monkeypatch)
+
+
+def _dry_run(
+    llama: ModuleType,
+    capsys: pytest.CaptureFixture[str],
+    options: dict[str, Any],
+    tmp_path: Path,
+    *args: str,
+) -> tuple[int, dict[str, Any]]:
+    """Run the add-on's command line with --dry-run; return its code and command."""
+    path = write_options(tmp_path / "options.json", options)
+    argv = ["--options", str(path), "--models-dir", str(tmp_path / "models"), *args]
+    code = llama.main([*argv, "--dry-run"])
+    out = capsys.readouterr().out
+    return code, json.loads(out) if code == 0 else {}
+
+
+def test_default_options_give_the_documented_command(
+    llama: ModuleType, tmp_path: Path
+) -> None:
+    model = tmp_path / "model.gguf"
+    command = llama.build_command(
+        default_options(SLUG), model, host="0.0.0.0", port=8080
+    )
+    assert command.argv == [
+        "/usr/local/bin/llama-server",
+        "--host", "0.0.0.0",
+        "--port", "8080",
+        "--model", str(model),
+        "--jinja",
+        "--ctx-size", "8192",
+        "--parallel", "1",
+        "--flash-attn", "auto",
+        "--batch-size", "2048",
+        "--ubatch-size", "512",
+        "--no-webui",
+        "--swa-full",
+    ]  # fmt: skip
+    assert command.env == {}
+
+
+def test_every_option_reaches_the_command(llama: ModuleType, tmp_path: Path) -> None:
+    options = default_options(
+        SLUG,
+        context_size=16384,
+        parallel=2,
+        flash_attention="on",
+        batch_size=1024,
+        ubatch_size=256,
+        swa_full=False,
+        api_key="s3cret",
+        extra_args="--n-gpu-layers 20 --cache-type-k 'q8_0'",
+    )
+    command = llama.build_command(
+        options, tmp_path / "m.gguf", binary="llama-server", host="::", port=1234
+    )
+    assert command.argv == [
+        "llama-server",
+        "--host", "::",
+        "--port", "1234",
+        "--model", str(tmp_path / "m.gguf"),
+        "--jinja",
+        "--ctx-size", "16384",
+        "--parallel", "2",
+        "--flash-attn", "on",
+        "--batch-size", "1024",
+        "--ubatch-size", "256",
+        "--no-webui",
+        "--n-gpu-layers", "20",
+        "--cache-type-k", "q8_0",
+    ]  # fmt: skip
+    # The key goes in the environment, not on the command line (ps shows that).
+    assert command.env == {"LLAMA_API_KEY": "s3cret"}
+    assert "s3cret" not in command.describe()
+
+
+def test_local_model_path_is_used_as_it_is(
+    llama: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "share/models/mine.gguf"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"GGUF")
+    options = default_options(SLUG, model_path=str(model), model_repo="x/never")
+    code, command = _dry_run(llama, capsys, options, tmp_path)
+    assert code == 0
+    assert command["argv"][command["argv"].index("--model") + 1] == str(model)
+    assert not (tmp_path / "models").exists()  # nothing downloaded
+
+
+def test_missing_local_model_is_a_clear_error(
+    llama: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    options = default_options(SLUG, model_path="/share/models/nope.gguf")
+    code, _ = _dry_run(llama, capsys, options, tmp_path)
+    assert code == 1
+    assert "model_path '/share/models/nope.gguf' is not a file" in caplog.text
+
+
+def test_model_is_fetched_from_the_hub(
+    llama: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A split GGUF is fetched whole, and llama-server gets its first part."""
+    repo = tmp_path / "hub/owner/Model-GGUF"
+    repo.mkdir(parents=True)
+    parts = [f"m-Q4_K_M-{i:05d}-of-00002.gguf" for i in (1, 2)]
+    for part in parts:
+        (repo / part).write_bytes(part.encode())
+    with hub_stub.serve(tmp_path / "hub") as hub:
+        hub_stub.make_default(hub, monkeypatch)
+        options = default_options(
+            SLUG, model_repo="owner/Model-GGUF", model_file=parts[0]
+        )
+        code, command = _dry_run(llama, capsys, options, tmp_path)
+    assert code == 0
+    local = tmp_path / "models/owner/Model-GGUF"
+    assert command["argv"][command["argv"].index("--model") + 1] == str(
+        local / parts[0]
+    )
+    assert sorted(p.name for p in local.iterdir()) == parts
+
+
+def test_bad_extra_args_is_a_clear_error(
+    llama: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    model = tmp_path / "m.gguf"
+    model.touch()
+    options = default_options(SLUG, model_path=str(model), extra_args="--x 'open")
+    assert _dry_run(llama, capsys, options, tmp_path)[0] == 1
+    assert "Option 'extra_args' is not a valid argument list" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("filename", "parts"),
+    [
+        ("model-Q4_K_M.gguf", ["model-Q4_K_M.gguf"]),
+        (
+            "gpt-oss-120b-mxfp4-00001-of-00003.gguf",
+            [f"gpt-oss-120b-mxfp4-{i:05d}-of-00003.gguf" for i in (1, 2, 3)],
+        ),
+    ],
+)
+def test_split_models_are_fetched_whole(
+    llama: ModuleType, filename: str, parts: list[str]
+) -> None:
+    assert llama.gguf_parts(filename) == parts
+
+
+@pytest.mark.parametrize("api_key", ["", "s3cret"])
+def test_discovery_payload(
+    llama: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    api_key: str,
+) -> None:
+    """What the integration's async_step_hassio receives (api_key empty when none)."""
+    options = default_options(SLUG, **({"api_key": api_key} if api_key else {}))
+    path = write_options(tmp_path / "options.json", options)
+    argv = ["--options", str(path), "--hostname", "a0d7b954-llama-server"]
+    assert llama.main([*argv, "--discovery", "local_voice"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "service": "llama_server",
+        "host": "a0d7b954-llama-server",
+        "port": 8080,
+        "api_key": api_key,
+    }
+    assert llama.main([*argv, "--discovery", "wyoming"]) == 1
+
+
+# --- the produced command, started for real ---------------------------------------
+
+
+def _get(url: str, key: str | None = None) -> int:
+    request = urllib.request.Request(url)
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_produced_command_starts_llama_server(
+    llama: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Defaults plus a key and a small context (2 cores): it answers /health."""
+    require(BACKENDS / "llama-server", SMOL)
+    port = free_port()
+    options = default_options(
+        SLUG, model_path=str(SMOL), context_size=2048, api_key="s3cret"
+    )
+    code, command = _dry_run(
+        llama,
+        capsys,
+        options,
+        tmp_path,
+        *("--binary", str(BACKENDS / "llama-server")),
+        *("--host", "127.0.0.1", "--port", str(port)),
+    )
+    assert code == 0
+    assert "--swa-full" in command["argv"] and "--jinja" in command["argv"]
+    for key, value in command["env"].items():
+        monkeypatch.setenv(key, value)  # start() passes this process's environment
+    with running(start("addon-llama", command["argv"], "http", tmp_path, port)) as srv:
+        assert _get(f"{srv.url}/health") == 200
+        assert _get(f"{srv.url}/v1/models") == 401  # the API key is in force
+        assert _get(f"{srv.url}/v1/models", key="s3cret") == 200
+        monkeypatch.setenv("LOCAL_VOICE_PORT", str(port))
+        # The container's HEALTHCHECK and the discovery wait agree it is up.
+        assert subprocess.run([HEALTHCHECK, "--ready"], check=False).returncode == 0
+    assert subprocess.run([HEALTHCHECK, "--ready"], check=False).returncode != 0
