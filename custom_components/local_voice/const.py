@@ -76,3 +76,13 @@ STT_TIMEOUT_SECONDS: Final = 30
 TTS_TEXT_TIMEOUT_SECONDS: Final = 60
 # No audio this long after all the text was sent: the TTS server is stuck.
 TTS_AUDIO_TIMEOUT_SECONDS: Final = 30
+
+# Conversation
+# Rounds of tool calls per user turn before the agent gives up and says so.
+MAX_TOOL_ITERATIONS: Final = 10
+# Longest silence while streaming an answer (a cold prompt on a slow CPU takes a while).
+STREAM_READ_TIMEOUT_SECONDS: Final = 300
+# Per-request llama-server timings (prompt_n, cache_n, ...) kept for diagnostics.
+CHAT_TIMINGS_KEPT: Final = 20
+# Tokens kept free for the answer when trimming history (at most a quarter of n_ctx).
+CONTEXT_ANSWER_RESERVE_MAX_FRACTION: Final = 4
