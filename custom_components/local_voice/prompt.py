@@ -1,0 +1,382 @@
+"""Cache-stable prompts: what never changes first, what changes last.
+
+llama-server keeps each slot's KV cache and, for the next request on that slot, only
+evaluates the tokens after the longest common prefix. Home Assistant assembles one
+system prompt per chat that mixes the static (instructions, the exposed devices, the
+tool usage rules) with the volatile (which area the satellite is in, whether it can
+start timers, the current time, an automation's extra prompt). With the tools rendered
+*after* the system message by most chat templates, one changed sentence there makes
+the server re-read the whole tool block for every new chat.
+
+This module rebuilds the same pieces Home Assistant produces, in a different order:
+
+* system message: the user's instructions (when they render the same for every request)
+  and the lines of the LLM API prompt that do not depend on the request;
+* tools: the union of what the API offers any device, serialized canonically (sorted
+  keys and enums) and sorted by name, so satellites with and without timer support, and
+  Home Assistant restarts (set ordering), all produce the same bytes;
+* a `<context>` block with everything volatile, prepended to the newest user message.
+
+Why the newest user message and not a late system message: many chat templates
+(Gemma, Mistral, Llama 2) reject a system message that is not first, or roles that do
+not alternate user/assistant; text inside the user turn works with every template, and
+earlier turns are re-sent without their block so they stay byte-stable within a
+conversation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+import re
+from typing import Any
+
+import probatio
+
+from homeassistant.components import conversation
+from homeassistant.components.intent import async_device_supports_timers
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError, TemplateError
+from homeassistant.helpers import device_registry as dr, llm, template
+from homeassistant.helpers.json import json_dumps
+from homeassistant.helpers.template.render_info import RenderInfo
+
+CONTEXT_OPEN = "<context>"
+CONTEXT_CLOSE = "</context>"
+
+# Sentences Home Assistant's intent LLM platform writes per requesting device
+# (homeassistant/components/intent/llm.py): they differ between satellites.
+_DEVICE_LINES = (
+    re.compile(r"^You are in area .+ should target this area\.$"),
+    re.compile(
+        r"^When a user asks to turn on all devices of a specific type, ask the user"
+        r" to specify an area, unless there is only one device of that type\.$"
+    ),
+    re.compile(r"^This device is not able to start timers\.$"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PromptParts:
+    """The static system prompt, the volatile context block and the tools."""
+
+    system: str
+    context: str
+    tools: list[dict[str, Any]]
+
+    @property
+    def tool_names(self) -> set[str]:
+        """Names of the tools offered."""
+        return {tool["function"]["name"] for tool in self.tools}
+
+    def tool_parameters(self, name: str) -> dict[str, Any] | None:
+        """Return the JSON schema of a tool's parameters."""
+        for tool in self.tools:
+            if tool["function"]["name"] == name:
+                parameters: dict[str, Any] = tool["function"].get("parameters") or {}
+                return parameters
+        return None
+
+
+def canonical(value: Any, key: str | None = None) -> Any:
+    """Return a JSON value with sorted keys, and sorted `enum`/`required` lists.
+
+    Schemas built from Python sets list their enums in hash order, which changes from
+    one Home Assistant start to the next; sorting makes the bytes reproducible.
+    """
+    if isinstance(value, dict):
+        return {k: canonical(value[k], k) for k in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        items = [canonical(item) for item in value]
+        if key in ("enum", "required") and all(
+            isinstance(item, (str, int, float, bool)) or item is None for item in items
+        ):
+            return sorted(items, key=lambda item: (str(type(item)), str(item)))
+        return items
+    return value
+
+
+def format_tool(
+    tool: llm.Tool, custom_serializer: Callable[[Any], Any] | None
+) -> dict[str, Any]:
+    """Return a tool as an OpenAI function tool, canonically serialized."""
+    parameters = probatio.to_openapi(
+        tool.parameters, custom_serializer=custom_serializer, openapi_version="3.1.0"
+    )
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        function["description"] = tool.description
+    function["parameters"] = canonical(parameters)
+    return {"type": "function", "function": function}
+
+
+def is_device_line(line: str) -> bool:
+    """Return True for a sentence Home Assistant writes per requesting device."""
+    return any(pattern.match(line.strip()) for pattern in _DEVICE_LINES)
+
+
+def split_api_prompt(actual: str, reference: str) -> tuple[str, list[str]]:
+    """Split an LLM API prompt into its static text and its volatile lines.
+
+    A line is static when the device-less reference prompt has it too and it is not one
+    of Home Assistant's per-device sentences; anything else moves to the context block.
+    """
+    reference_lines = set(reference.split("\n"))
+    static: list[str] = []
+    volatile: list[str] = []
+    for line in actual.split("\n"):
+        if line in reference_lines and not is_device_line(line):
+            static.append(line)
+        elif line.strip():
+            volatile.append(line)
+    return "\n".join(static), volatile
+
+
+async def _async_user_name(
+    hass: HomeAssistant, llm_context: llm.LLMContext
+) -> str | None:
+    """Return the requesting user's name, as Home Assistant does for the template."""
+    if (
+        llm_context.context
+        and llm_context.context.user_id
+        and (user := await hass.auth.async_get_user(llm_context.context.user_id))
+    ):
+        return user.name
+    return None
+
+
+def _neutral_context(llm_context: llm.LLMContext) -> llm.LLMContext:
+    """Return the context without device and user: what every request shares."""
+    return replace(llm_context, device_id=None, context=None)
+
+
+def _render(hass: HomeAssistant, source: str, variables: dict[str, Any]) -> RenderInfo:
+    return template.Template(source, hass).async_render_to_info(
+        variables, parse_result=False
+    )
+
+
+def render_instructions(
+    hass: HomeAssistant,
+    source: str,
+    llm_context: llm.LLMContext,
+    user_name: str | None,
+) -> tuple[str, str]:
+    """Render the user's prompt template; return (static part, volatile part).
+
+    The template gets the variables Home Assistant gives it (`ha_name`, `user_name`,
+    `llm_context`). When its output depends on the request — it reads the time, an
+    entity's state, the user or the device — it goes to the context block whole;
+    otherwise it is static and heads the system message.
+    """
+    actual = _render(
+        hass,
+        source,
+        {
+            "ha_name": hass.config.location_name,
+            "user_name": user_name,
+            "llm_context": llm_context,
+        },
+    )
+    text = actual.result()
+    if actual.is_static:
+        return text, ""
+    neutral = _render(
+        hass,
+        source,
+        {
+            "ha_name": hass.config.location_name,
+            "user_name": None,
+            "llm_context": _neutral_context(llm_context),
+        },
+    )
+    depends_on_state = actual.all_states or actual.entities or actual.domains
+    if actual.has_time or depends_on_state or neutral.result() != text:
+        return "", text
+    return text, ""
+
+
+def _timer_device(hass: HomeAssistant) -> str | None:
+    """Return a device that can start timers (the first by id), if there is one."""
+    devices = sorted(device.id for device in dr.async_get(hass).devices)
+    return next(
+        (dev for dev in devices if async_device_supports_timers(hass, dev)), None
+    )
+
+
+async def _async_reference_instances(
+    hass: HomeAssistant, api: llm.API, llm_context: llm.LLMContext
+) -> tuple[llm.APIInstance, list[llm.APIInstance]]:
+    """Return the device-less instance, and the instances whose tools make the union.
+
+    Tools differ by device (timer intents only for devices that can run timers); the
+    request offers the union of the device-less tools, a timer-capable device's tools
+    and its own, so every request shows the same tool block. A tool this device cannot
+    use is refused when called (Home Assistant answers the model "not found"), and the
+    context block says so ("This device is not able to start timers").
+    """
+    neutral = await api.async_get_api_instance(replace(llm_context, device_id=None))
+    instances = [neutral]
+    if (device_id := _timer_device(hass)) and device_id != llm_context.device_id:
+        instances.append(
+            await api.async_get_api_instance(replace(llm_context, device_id=device_id))
+        )
+    return neutral, instances
+
+
+def _union_tools(instances: Iterable[llm.APIInstance]) -> list[dict[str, Any]]:
+    """Format the tools of several instances once each, sorted by name."""
+    tools: dict[str, dict[str, Any]] = {}
+    for instance in instances:
+        for tool in instance.tools:
+            if tool.name not in tools:
+                tools[tool.name] = format_tool(tool, instance.custom_serializer)
+    return [tools[name] for name in sorted(tools)]
+
+
+async def async_build_prompt_parts(
+    hass: HomeAssistant,
+    chat_log: conversation.ChatLog,
+    llm_context: llm.LLMContext,
+    user_prompt: str | None,
+) -> PromptParts:
+    """Build the static system prompt, the context block and the tools for a chat.
+
+    Call after `chat_log.async_provide_llm_data` (which sets the chat's API instance
+    and extra system prompt the way Home Assistant always does).
+    """
+    user_name = await _async_user_name(hass, llm_context)
+    try:
+        static_instructions, volatile_instructions = render_instructions(
+            hass, user_prompt or llm.DEFAULT_INSTRUCTIONS_PROMPT, llm_context, user_name
+        )
+    except TemplateError as err:
+        raise HomeAssistantError(f"Error rendering prompt: {err}") from err
+
+    system = [static_instructions]
+    context = [volatile_instructions] if volatile_instructions else []
+    tools: list[dict[str, Any]] = []
+    api_instance = chat_log.llm_api
+    if api_instance is not None:
+        neutral, instances = await _async_reference_instances(
+            hass, api_instance.api, llm_context
+        )
+        static_api, volatile_api = split_api_prompt(
+            api_instance.api_prompt, neutral.api_prompt
+        )
+        system.append(static_api)
+        context.extend(volatile_api)
+        tools = _union_tools([*instances, api_instance])
+
+    own_tools = api_instance.tools if api_instance else []
+    if not any(tool.name.endswith("GetDateTime") for tool in own_tools):
+        context.append(
+            template.Template(llm.DATE_TIME_PROMPT, hass)
+            .async_render(parse_result=False)
+            .strip()
+        )
+    if chat_log.extra_system_prompt:
+        context.append(chat_log.extra_system_prompt.strip())
+
+    return PromptParts(
+        system="\n".join(system),
+        context="\n".join(line for line in context if line),
+        tools=tools,
+    )
+
+
+def with_context(text: str, context: str) -> str:
+    """Prepend the context block to a user message."""
+    if not context:
+        return text
+    return f"{CONTEXT_OPEN}\n{context}\n{CONTEXT_CLOSE}\n{text}"
+
+
+def _tool_result_text(content: conversation.ToolResultContent) -> str:
+    data = content.result.data
+    if content.result.error and not (isinstance(data, dict) and "error" in data):
+        data = {"error": True, **data}
+    return json_dumps(data)
+
+
+def turns(content: Sequence[conversation.Content]) -> list[list[conversation.Content]]:
+    """Group a chat log's content (after the system prompt) into user turns."""
+    grouped: list[list[conversation.Content]] = []
+    for item in content:
+        if isinstance(item, conversation.SystemContent):
+            continue
+        if isinstance(item, conversation.UserContent) or not grouped:
+            grouped.append([])
+        grouped[-1].append(item)
+    return grouped
+
+
+def build_messages(
+    system: str,
+    context: str,
+    history: Sequence[Sequence[conversation.Content]],
+    *,
+    send_reasoning: bool = False,
+    attachments: Sequence[dict[str, Any]] = (),
+) -> list[dict[str, Any]]:
+    """Return OpenAI chat messages: system, then the turns, context on the newest user.
+
+    `attachments` (image content parts) go with the newest user message.
+    """
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
+    flat = [item for turn in history for item in turn]
+    newest_user = max(
+        (
+            i
+            for i, item in enumerate(flat)
+            if isinstance(item, conversation.UserContent)
+        ),
+        default=-1,
+    )
+    for index, item in enumerate(flat):
+        if isinstance(item, conversation.UserContent):
+            text = item.content
+            if index == newest_user:
+                text = with_context(text, context)
+                if attachments:
+                    messages.append(
+                        {
+                            "role": "user",
+                            "content": [{"type": "text", "text": text}, *attachments],
+                        }
+                    )
+                    continue
+            messages.append({"role": "user", "content": text})
+        elif isinstance(item, conversation.AssistantContent):
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": item.content or "",
+            }
+            if item.tool_calls:
+                message["tool_calls"] = [
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {
+                            "name": call.tool_name,
+                            "arguments": json_dumps(call.tool_args),
+                        },
+                    }
+                    for call in item.tool_calls
+                ]
+            if send_reasoning and item.thinking_content:
+                message["reasoning_content"] = item.thinking_content
+            if item.content or item.tool_calls:
+                messages.append(message)
+        elif isinstance(item, conversation.ToolResultContent):
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": item.tool_call_id,
+                    "content": _tool_result_text(item),
+                }
+            )
+    if newest_user < 0 and context:
+        # No user turn (should not happen): keep the context as its own user message.
+        messages.append({"role": "user", "content": with_context("", context)})
+    return messages
