@@ -1,0 +1,115 @@
+"""Conversation agent on llama-server: streamed, tools, a cache-stable prompt."""
+
+from __future__ import annotations
+
+from typing import Literal, override
+
+from homeassistant.components import conversation
+from homeassistant.components.conversation.models import AbstractConversationAgent
+from homeassistant.config_entries import ConfigSubentry
+from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT, MATCH_ALL
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import intent
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .const import DOMAIN, SUBENTRY_CONVERSATION
+from .coordinator import LlamaConfigEntry, LlamaServerCoordinator
+from .llm_entity import LocalVoiceLLMEntity
+
+# Requests are limited by the server's slots, not by Home Assistant.
+PARALLEL_UPDATES = 0
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: LlamaConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add one conversation entity per conversation subentry."""
+    for subentry in entry.subentries.values():
+        if subentry.subentry_type != SUBENTRY_CONVERSATION:
+            continue
+        async_add_entities(
+            [LocalVoiceConversationEntity(entry.runtime_data, subentry)],
+            config_subentry_id=subentry.subentry_id,
+        )
+
+
+class LocalVoiceConversationEntity(
+    conversation.ConversationEntity,
+    AbstractConversationAgent,
+    LocalVoiceLLMEntity,
+):
+    """A conversation agent answering through llama-server's chat completions.
+
+    It always streams (Assist starts text-to-speech on the first sentence). When a
+    request fails it answers with what went wrong instead of raising: the pipeline
+    speaks it and Home Assistant carries on.
+    """
+
+    _attr_supports_streaming = True
+
+    def __init__(
+        self, coordinator: LlamaServerCoordinator, subentry: ConfigSubentry
+    ) -> None:
+        """Offer device control when an LLM API is selected."""
+        super().__init__(coordinator, subentry)
+        if subentry.data.get(CONF_LLM_HASS_API):
+            self._attr_supported_features = (
+                conversation.ConversationEntityFeature.CONTROL
+            )
+
+    @property
+    @override
+    def supported_languages(self) -> list[str] | Literal["*"]:
+        """The model decides which languages it speaks."""
+        return MATCH_ALL
+
+    @override
+    async def async_added_to_hass(self) -> None:
+        """Register as an agent."""
+        await super().async_added_to_hass()
+        conversation.async_set_agent(self.hass, self.coordinator.config_entry, self)
+
+    @override
+    async def async_will_remove_from_hass(self) -> None:
+        """Unregister the agent."""
+        conversation.async_unset_agent(self.hass, self.coordinator.config_entry)
+        await super().async_will_remove_from_hass()
+
+    @override
+    async def _async_handle_message(
+        self,
+        user_input: conversation.ConversationInput,
+        chat_log: conversation.ChatLog,
+    ) -> conversation.ConversationResult:
+        """Answer one user turn."""
+        options = self.subentry.data
+        llm_context = user_input.as_llm_context(DOMAIN)
+        try:
+            # Home Assistant's own assembly: sets the API, tools and extra prompt on
+            # the chat log (and its trace); the request is then ordered for the cache.
+            await chat_log.async_provide_llm_data(
+                llm_context,
+                options.get(CONF_LLM_HASS_API),
+                options.get(CONF_PROMPT),
+                user_input.extra_system_prompt,
+            )
+        except conversation.ConverseError as err:
+            return err.as_conversation_result()
+
+        error = await self._async_handle_chat_log(
+            chat_log, llm_context, options.get(CONF_PROMPT)
+        )
+        if error is not None:
+            await self._async_say(
+                chat_log, await self.async_error_text(error, user_input.language)
+            )
+        result = conversation.async_get_result_from_chat_log(user_input, chat_log)
+        if error is not None:
+            speech = result.response.speech.get("plain", {}).get("speech", "")
+            response = intent.IntentResponse(language=user_input.language)
+            response.async_set_error(intent.IntentResponseErrorCode.UNKNOWN, speech)
+            result.response = response
+            result.continue_conversation = False
+        return result
