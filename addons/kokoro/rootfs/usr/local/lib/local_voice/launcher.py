@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 import shlex
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from fetch_model import FetchError
 
@@ -146,7 +146,11 @@ def main(addon: Addon, argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(command.as_json())
         return 0
+    return _exec(command)
+
+
+def _exec(command: Command) -> NoReturn:
+    """Become the server: s6 then supervises it directly, signals reach it."""
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvpe(command.argv[0], command.argv, {**os.environ, **command.env})
-    return 1  # pragma: no cover - execvpe does not return

@@ -90,7 +90,8 @@ class KokoroOnnx:
     sample_rate = SAMPLE_RATE
 
     def __init__(self, model: Path, voices_dir: Path, volume: float = 1.0) -> None:
-        from kokoro_onnx import Kokoro  # noqa: PLC0415 - only the add-on image has it
+        # Only the add-on image has kokoro-onnx (it needs Python < 3.14).
+        from kokoro_onnx import Kokoro  # type: ignore[import-not-found]  # noqa: PLC0415
 
         self._names = voice_names(voices_dir)
         if not self._names:
@@ -100,10 +101,8 @@ class KokoroOnnx:
         # in a folder that lives as long as the model (the archive is read lazily).
         self._tmp = tempfile.TemporaryDirectory(prefix="kokoro-voices-")
         bundle = Path(self._tmp.name, "voices.npz")
-        np.savez(
-            bundle,
-            **{name: read_voice(voices_dir / f"{name}.bin") for name in self._names},
-        )
+        styles = {name: read_voice(voices_dir / f"{name}.bin") for name in self._names}
+        np.savez(bundle, allow_pickle=False, **styles)
         self._kokoro = Kokoro(str(model), str(bundle))
         self._volume = volume
 
