@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import subprocess
+import sys
 from types import ModuleType
 from typing import Any
 import urllib.error
@@ -21,6 +22,7 @@ from tests.addons import hub_stub
 from tests.addons.addon_support import (
     ADDONS,
     default_options,
+    lib_dir,
     load_module,
     write_options,
 )
@@ -226,34 +228,32 @@ def _get(url: str, key: str | None = None) -> int:
 
 
 def test_produced_command_starts_llama_server(
-    llama: ModuleType,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Defaults plus a key and a small context (2 cores): it answers /health."""
+    """The add-on's start-up code, as s6 runs it, becomes a llama-server that answers.
+
+    Defaults plus an API key and a context small enough for 2 cores.
+    """
     require(BACKENDS / "llama-server", SMOL)
     port = free_port()
     options = default_options(
         SLUG, model_path=str(SMOL), context_size=2048, api_key="s3cret"
     )
-    code, command = _dry_run(
-        llama,
-        capsys,
-        options,
-        tmp_path,
-        *("--binary", str(BACKENDS / "llama-server")),
-        *("--host", "127.0.0.1", "--port", str(port)),
-    )
-    assert code == 0
-    assert "--swa-full" in command["argv"] and "--jinja" in command["argv"]
-    for key, value in command["env"].items():
-        monkeypatch.setenv(key, value)  # start() passes this process's environment
-    with running(start("addon-llama", command["argv"], "http", tmp_path, port)) as srv:
+    path = write_options(tmp_path / "options.json", options)
+    argv = [sys.executable, str(lib_dir(SLUG) / "llama_command.py")]
+    argv += ["--options", str(path), "--binary", str(BACKENDS / "llama-server")]
+    argv += ["--host", "127.0.0.1", "--port", str(port)]
+    with running(start("addon-llama", argv, "http", tmp_path, port)) as srv:
         assert _get(f"{srv.url}/health") == 200
         assert _get(f"{srv.url}/v1/models") == 401  # the API key is in force
         assert _get(f"{srv.url}/v1/models", key="s3cret") == 200
-        monkeypatch.setenv("LOCAL_VOICE_PORT", str(port))
+        # The launcher replaced itself with llama-server: s6 supervises the server.
+        exe = Path(f"/proc/{srv.process.pid}/exe").resolve()
+        assert exe == (BACKENDS / "llama-server").resolve()
         # The container's HEALTHCHECK and the discovery wait agree it is up.
+        monkeypatch.setenv("LOCAL_VOICE_PORT", str(port))
         assert subprocess.run([HEALTHCHECK, "--ready"], check=False).returncode == 0
     assert subprocess.run([HEALTHCHECK, "--ready"], check=False).returncode != 0
+    log = srv.log.read_text()
+    assert "--swa-full" in log and "--jinja" in log and "[LLAMA_API_KEY=***]" in log
+    assert "s3cret" not in log

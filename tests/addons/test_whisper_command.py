@@ -11,6 +11,7 @@ import asyncio
 import json
 from pathlib import Path
 import subprocess
+import sys
 from types import ModuleType
 
 import pytest
@@ -22,6 +23,7 @@ from tests.addons.addon_support import (
     ADDONS,
     config,
     default_options,
+    lib_dir,
     load_module,
     write_options,
 )
@@ -143,13 +145,13 @@ async def _describe(port: int) -> Info:
                 return Info.from_event(event)
 
 
-async def test_produced_command_starts_the_wyoming_server(
-    whisper: ModuleType,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+def test_produced_command_starts_the_wyoming_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """tiny.en, already in the model folder: nothing is fetched, the server answers."""
+    """The add-on's start-up code, as s6 runs it, becomes a server that answers.
+
+    tiny.en is already in the model folder: nothing is fetched.
+    """
     model = WHISPER_DIR / "ggml-tiny.en.bin"
     require(VENV_PY, model)
     folder = tmp_path / "models/ggerganov/whisper.cpp"
@@ -159,15 +161,14 @@ async def test_produced_command_starts_the_wyoming_server(
         tmp_path / "options.json", default_options(SLUG, model="tiny.en")
     )
     port = free_port()
-    argv = ["--options", str(options), "--models-dir", str(tmp_path / "models")]
+    argv = [sys.executable, str(lib_dir(SLUG) / "whisper_command.py")]
+    argv += ["--options", str(options), "--models-dir", str(tmp_path / "models")]
     argv += ["--python", str(VENV_PY), "--host", "127.0.0.1", "--port", str(port)]
-    assert whisper.main([*argv, "--dry-run"]) == 0
-    command = json.loads(capsys.readouterr().out)
-    with running(start("addon-whisper", command["argv"], "tcp", tmp_path, port)):
-        info = await _describe(port)
+    with running(start("addon-whisper", argv, "tcp", tmp_path, port)) as srv:
+        info = asyncio.run(_describe(port))
+        assert Path(f"/proc/{srv.process.pid}/exe").resolve() == VENV_PY.resolve()
         monkeypatch.setenv("LOCAL_VOICE_PORT", str(port))
-        health = await asyncio.create_subprocess_exec(HEALTHCHECK, "--ready")
-        assert await health.wait() == 0
+        assert subprocess.run([HEALTHCHECK, "--ready"], check=False).returncode == 0
     assert [(p.name, [m.name for m in p.models]) for p in info.asr] == [
         ("whisper.cpp", ["tiny.en"])
     ]
