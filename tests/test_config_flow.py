@@ -443,6 +443,8 @@ async def test_subentries(hass: HomeAssistant, llama_tools_server: Backend) -> N
     assert result["type"] is FlowResultType.CREATE_ENTRY
     expected = {k: v for k, v in options.items() if k != CONF_LLM_HASS_API}
     assert result["data"] == expected
+    await hass.async_block_till_done()  # the entry reloads with its new agent
+    assert entry.state is config_entries.ConfigEntryState.LOADED
 
     ai_task = next(
         s for s in entry.subentries.values() if s.subentry_type == SUBENTRY_AI_TASK
