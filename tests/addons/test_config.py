@@ -24,6 +24,7 @@ from tests.addons.addon_support import (
     ROOT,
     SLUGS,
     config,
+    load_module,
     require_path,
 )
 
@@ -128,15 +129,29 @@ def test_identity_versions_and_discovery(slug: str) -> None:
     assert conf["url"].startswith("https://github.com/") and conf["url"].endswith(slug)
 
 
-def test_integration_agrees_on_version_and_ports() -> None:
+def test_integration_agrees_on_names_versions_and_ports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The add-ons move in step with the integration they announce themselves to."""
+    const = pytest.importorskip("custom_components.local_voice.const")
     manifest = ROOT / "custom_components/local_voice/manifest.json"
-    if not manifest.exists():
-        pytest.skip("the integration is not in this checkout")
     assert json.loads(manifest.read_text())["version"] == INTEGRATION_VERSION
-    const = (ROOT / "custom_components/local_voice/const.py").read_text()
-    assert re.search(r"DEFAULT_ASR_PORT: Final = 10300\b", const)
-    assert re.search(r"DEFAULT_TTS_PORT: Final = 10200\b", const)
+    assert const.DEFAULT_LLAMA_URL.endswith(f":{PORTS['llama_server']}")
+    expected = {
+        "llama_server": (const.SERVICE_LLAMA, PORTS["llama_server"]),
+        "whisper_cpp": (const.SERVICE_ASR, const.DEFAULT_ASR_PORT),
+        "kokoro": (const.SERVICE_TTS, const.DEFAULT_TTS_PORT),
+    }
+    modules = {
+        "llama_server": "llama_command",
+        "whisper_cpp": "whisper_command",
+        "kokoro": "kokoro_command",
+    }
+    for slug, (service, port) in expected.items():
+        module = load_module(slug, modules[slug], monkeypatch)
+        payload = module.discovery({}, "host", module.PORT)[const.DOMAIN]
+        assert (payload["service"], payload["port"]) == (service, port)
+        assert config(slug)["discovery"][0] == const.DOMAIN
 
 
 # --- options against their schema, with the Supervisor's types ----------------------
