@@ -42,6 +42,7 @@ class HubStub:
     root: Path
     endpoint: str = ""
     requests: list[Request] = field(default_factory=list)
+    honour_ranges: bool = True  # False: answer every GET whole, as some CDNs do
 
     def downloads(self) -> list[Request]:
         """The GET requests (file bodies) seen so far."""
@@ -96,7 +97,8 @@ def _handler(stub: HubStub) -> type[BaseHTTPRequestHandler]:
                 return
             data = path.read_bytes()
             start = 0
-            if body and (wanted := self.headers.get("Range")):
+            wanted = self.headers.get("Range") if stub.honour_ranges else None
+            if body and wanted:
                 start = int(re.fullmatch(r"bytes=(\d+)-", wanted)[1])  # type: ignore[index]
                 self.send_response(206)
                 self.send_header(

@@ -92,6 +92,19 @@ def test_interrupted_download_resumes_where_it_stopped(
     assert "Resuming" in caplog.text
 
 
+def test_resume_copes_with_a_server_that_ignores_ranges(
+    fetch: ModuleType, hub: hub_stub.HubStub, tmp_path: Path
+) -> None:
+    """A 200 instead of 206: the partial file is dropped, not doubled."""
+    hub.honour_ranges = False
+    data = (hub.root / REPO / FILE).read_bytes()
+    part = tmp_path / "models" / REPO / f"{FILE}.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(data[:1_000_000])
+    assert _ensure(fetch, hub, tmp_path / "models").read_bytes() == data
+    assert [r.range for r in hub.downloads()] == ["bytes=1000000-"]
+
+
 def test_progress_is_logged_in_steps(
     fetch: ModuleType,
     hub: hub_stub.HubStub,

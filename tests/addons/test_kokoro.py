@@ -364,15 +364,22 @@ async def test_streaming_speaks_each_sentence_as_soon_as_it_is_complete(
     assert len(fake.calls) == 2
 
 
-async def test_empty_stream_still_ends(server: ModuleType) -> None:
+@pytest.mark.parametrize("chunks", [[], ["...", " "], ["- "]])
+async def test_stream_with_nothing_to_say_still_ends(
+    server: ModuleType, chunks: list[str]
+) -> None:
+    fake = FakeSynthesizer()
     async with (
-        running_server(server, FakeSynthesizer()) as port,
+        running_server(server, fake) as port,
         AsyncTcpClient("127.0.0.1", port) as client,
     ):
         await client.write_event(SynthesizeStart().event())
+        for text in chunks:
+            await client.write_event(SynthesizeChunk(text=text).event())
         await client.write_event(SynthesizeStop().event())
         events = await read_until(client, lambda e: SynthesizeStopped.is_type(e.type))
     assert [e.type for e in events] == ["synthesize-stopped"]
+    assert fake.calls == []
 
 
 @pytest.mark.parametrize(

@@ -49,9 +49,13 @@ class SentenceSplitter:
         return sentences
 
     def finish(self) -> str:
-        """Return what is left (the last sentence, maybe unfinished) and reset."""
+        """Return what is left (the last sentence, maybe unfinished) and reset.
+
+        Nothing is returned for a rest with nothing to say ("...", "-"): Kokoro has no
+        phonemes for it and would fail.
+        """
         rest, self._buffer = self._buffer.strip(), ""
-        return rest
+        return rest if any(char.isalnum() for char in rest) else ""
 
 
 def split_sentences(text: str) -> list[str]:
