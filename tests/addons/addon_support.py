@@ -59,6 +59,27 @@ def write_options(path: Path, options: dict[str, Any]) -> Path:
     return path
 
 
+def discovery_payloads(
+    slug: str,
+    module: ModuleType,
+    options: dict[str, Any],
+    paths: tuple[Path, pytest.CaptureFixture[str]],
+    hostname: str,
+) -> dict[str, Any]:
+    """Run `<command module> --discovery SERVICE` for each service in config.yaml.
+
+    `paths` is the test's (tmp_path, capsys): where options.json goes, what prints.
+    """
+    tmp_path, capsys = paths
+    path = write_options(tmp_path / "options.json", options)
+    argv = ["--options", str(path), "--hostname", hostname]
+    payloads = {}
+    for service in config(slug)["discovery"]:
+        assert module.main([*argv, "--discovery", service]) == 0
+        payloads[service] = json.loads(capsys.readouterr().out)
+    return payloads
+
+
 def require_path(path: Path, why: str) -> Path:
     """Return `path`; when it is missing fail in CI, skip elsewhere."""
     if path.exists():

@@ -38,6 +38,7 @@ from tests.addons.addon_support import (
     ADDONS,
     config,
     default_options,
+    discovery_payloads,
     lib_dir,
     load_module,
     write_options,
@@ -134,12 +135,13 @@ def test_discovery_payloads(
     kokoro_command: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """local_voice gets its tts service; Home Assistant's Wyoming gets the URI."""
-    options = write_options(tmp_path / "options.json", default_options(SLUG))
-    argv = ["--options", str(options), "--hostname", "a0d7b954-kokoro"]
-    payloads = {}
-    for service in config(SLUG)["discovery"]:
-        assert kokoro_command.main([*argv, "--discovery", service]) == 0
-        payloads[service] = json.loads(capsys.readouterr().out)
+    payloads = discovery_payloads(
+        SLUG,
+        kokoro_command,
+        default_options(SLUG),
+        (tmp_path, capsys),
+        "a0d7b954-kokoro",
+    )
     assert payloads == {
         "local_voice": {"service": "tts", "host": "a0d7b954-kokoro", "port": 10200},
         "wyoming": {"uri": "tcp://a0d7b954-kokoro:10200"},

@@ -22,6 +22,7 @@ from tests.addons import hub_stub
 from tests.addons.addon_support import (
     ADDONS,
     default_options,
+    discovery_payloads,
     lib_dir,
     load_module,
     write_options,
@@ -201,16 +202,18 @@ def test_discovery_payload(
 ) -> None:
     """What the integration's async_step_hassio receives (api_key empty when none)."""
     options = default_options(SLUG, **({"api_key": api_key} if api_key else {}))
-    path = write_options(tmp_path / "options.json", options)
-    argv = ["--options", str(path), "--hostname", "a0d7b954-llama-server"]
-    assert llama.main([*argv, "--discovery", "local_voice"]) == 0
-    assert json.loads(capsys.readouterr().out) == {
-        "service": "llama_server",
-        "host": "a0d7b954-llama-server",
-        "port": 8080,
-        "api_key": api_key,
+    host = "a0d7b954-llama-server"
+    payloads = discovery_payloads(SLUG, llama, options, (tmp_path, capsys), host)
+    assert payloads == {
+        "local_voice": {
+            "service": "llama_server",
+            "host": host,
+            "port": 8080,
+            "api_key": api_key,
+        }
     }
-    assert llama.main([*argv, "--discovery", "wyoming"]) == 1
+    path = tmp_path / "options.json"
+    assert llama.main(["--options", str(path), "--discovery", "wyoming"]) == 1
 
 
 # --- the produced command, started for real ---------------------------------------

@@ -23,6 +23,7 @@ from tests.addons.addon_support import (
     ADDONS,
     config,
     default_options,
+    discovery_payloads,
     lib_dir,
     load_module,
     write_options,
@@ -94,12 +95,9 @@ def test_discovery_payloads(
     whisper: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """local_voice gets its asr service; Home Assistant's Wyoming gets the URI."""
-    options = write_options(tmp_path / "options.json", default_options(SLUG))
-    argv = ["--options", str(options), "--hostname", "a0d7b954-whisper-cpp"]
-    payloads = {}
-    for service in config(SLUG)["discovery"]:
-        assert whisper.main([*argv, "--discovery", service]) == 0
-        payloads[service] = json.loads(capsys.readouterr().out)
+    payloads = discovery_payloads(
+        SLUG, whisper, default_options(SLUG), (tmp_path, capsys), "a0d7b954-whisper-cpp"
+    )
     assert payloads == {
         "local_voice": {
             "service": "asr",

@@ -11,7 +11,13 @@ from pathlib import Path
 import sys
 
 from fetch_model import ModelFile, ensure_file
-from launcher import Addon, Command, Options, Payloads, main as launcher_main
+from launcher import (
+    Addon,
+    Command,
+    Options,
+    main as launcher_main,
+    wyoming_discovery,
+)
 
 PORT = 10200
 MODEL_REPO = "onnx-community/Kokoro-82M-v1.0-ONNX"
@@ -48,13 +54,8 @@ def build_command(
     return Command(argv, {"PYTHONPATH": str(HERE)})
 
 
-def discovery(options: Options, hostname: str, port: int) -> Payloads:
-    """Return the payloads for local_voice (its tts service) and for Wyoming."""
-    del options  # the same whatever the options
-    return {
-        "local_voice": {"service": "tts", "host": hostname, "port": port},
-        "wyoming": {"uri": f"tcp://{hostname}:{port}"},
-    }
+# Announced to local_voice (its tts service) and to Home Assistant's Wyoming.
+discovery = wyoming_discovery("tts")
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:

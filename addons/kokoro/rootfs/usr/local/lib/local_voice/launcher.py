@@ -98,6 +98,23 @@ def extra_args(options: Options, key: str = "extra_args") -> list[str]:
         raise ConfigError(msg) from err
 
 
+def wyoming_discovery(service: str) -> Callable[[Options, str, int], Payloads]:
+    """Return the discovery of a Wyoming server, whatever its options.
+
+    Two messages: local_voice's `service` (asr or tts), and Home Assistant's own
+    Wyoming integration, which reads a URI.
+    """
+
+    def payloads(options: Options, hostname: str, port: int) -> Payloads:
+        del options  # the same whatever the options
+        return {
+            "local_voice": {"service": service, "host": hostname, "port": port},
+            "wyoming": {"uri": f"tcp://{hostname}:{port}"},
+        }
+
+    return payloads
+
+
 def configure_logging() -> None:
     """Log lines as the add-on log shows them; keep per-request HTTP chatter out."""
     logging.basicConfig(

@@ -12,7 +12,13 @@ from pathlib import Path
 import sys
 
 from fetch_model import ModelFile, ensure_file
-from launcher import Addon, Command, Options, Payloads, main as launcher_main
+from launcher import (
+    Addon,
+    Command,
+    Options,
+    main as launcher_main,
+    wyoming_discovery,
+)
 
 PORT = 10300
 MODEL_REPO = "ggerganov/whisper.cpp"
@@ -39,13 +45,8 @@ def build_command(
     return Command(argv)
 
 
-def discovery(options: Options, hostname: str, port: int) -> Payloads:
-    """Return the payloads for local_voice (its asr service) and for Wyoming."""
-    del options  # the same whatever the options
-    return {
-        "local_voice": {"service": "asr", "host": hostname, "port": port},
-        "wyoming": {"uri": f"tcp://{hostname}:{port}"},
-    }
+# Announced to local_voice (its asr service) and to Home Assistant's Wyoming.
+discovery = wyoming_discovery("asr")
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
