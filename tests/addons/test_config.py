@@ -11,6 +11,7 @@ import json
 from pathlib import Path, PurePath
 import re
 import struct
+import subprocess
 from typing import Any
 import zlib
 
@@ -260,6 +261,24 @@ def test_icon_and_logo_are_real_pngs(slug: str) -> None:
     """Store sizes: a square icon (128 px), a landscape logo (250 x 100 px)."""
     assert _png_size(ADDONS / slug / "icon.png") == (128, 128)
     assert _png_size(ADDONS / slug / "logo.png") == (250, 100)
+
+
+def test_the_store_finds_exactly_the_three_addons() -> None:
+    """The Supervisor reads every `**/config.{json,yaml,yml}` of the cloned repository
+    (not under a hidden folder or a rootfs/) as an add-on."""
+    try:
+        tracked = subprocess.run(
+            ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+    except OSError, subprocess.CalledProcessError:
+        pytest.skip("not a git checkout")
+    found = sorted(
+        str(PurePath(path).parent)
+        for path in tracked
+        if PurePath(path).name in ("config.json", "config.yaml", "config.yml")
+        and not any(p.startswith(".") or p == "rootfs" for p in PurePath(path).parts)
+    )
+    assert found == sorted(f"addons/{slug}" for slug in SLUGS)
 
 
 def test_repository_yaml_for_the_store() -> None:
