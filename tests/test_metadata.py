@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import re
+import shutil
+import subprocess
 from typing import Any
 
 from awesomeversion import AwesomeVersion
@@ -88,3 +90,17 @@ def test_every_exception_key_has_a_string() -> None:
         keys |= _literals(path.read_text(), r'translation_key="(\w+)"')
     assert keys
     assert keys <= set(strings["exceptions"]) | set(strings["config"]["error"])
+
+
+def test_project_scripts_pass_shellcheck() -> None:
+    """The README's set-up commands are clean shell."""
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is installed by scripts/setup"
+    scripts = [ROOT / ".ci" / "run"] + [
+        path for path in (ROOT / "scripts").iterdir() if path.suffix != ".py"
+    ]
+    assert len(scripts) >= 6
+    result = subprocess.run(
+        [shellcheck, *map(str, scripts)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
