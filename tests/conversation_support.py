@@ -170,9 +170,12 @@ class FakeLlama:
     `answers` is a list of handlers, one per chat request in order (the last repeats).
     """
 
-    def __init__(self, answers: list[Handler]) -> None:
-        """Keep the answers; call `start` to listen."""
+    def __init__(
+        self, answers: list[Handler], props: dict[str, Any] | None = None
+    ) -> None:
+        """Keep the answers (and /props changes); call `start` to listen."""
         self.answers = answers
+        self.props_changes = props or {}
         self.requests: list[dict[str, Any]] = []
         self.port = free_port()
         self._runner: web.AppRunner | None = None
@@ -185,6 +188,7 @@ class FakeLlama:
     async def start(self) -> FakeLlama:
         """Listen on the loopback port."""
         props = json.loads((FIXTURES / "props_qwen.json").read_text())
+        props |= self.props_changes
         app = web.Application()
 
         async def health(_: web.Request) -> web.Response:
@@ -298,6 +302,7 @@ class RecordingProxy:
             for key, value in request.headers.items()
             if key.lower() in ("authorization", "content-type", "accept")
         }
+        headers["Connection"] = "close"
         async with self._session.request(
             request.method,
             f"{self.target}{request.path_qs}",
@@ -309,6 +314,8 @@ class RecordingProxy:
             await response.prepare(request)
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
+                if b"data: [DONE]" in chunk:
+                    break
             await response.write_eof()
             return response
 

@@ -143,7 +143,9 @@ def structured_output(
     """Return a JSON-schema `response_format` for an AI task's structure."""
     schema = probatio.to_openapi(
         structure,
-        custom_serializer=llm_api.custom_serializer if llm_api else None,
+        custom_serializer=(
+            llm_api.custom_serializer if llm_api else llm.selector_serializer
+        ),
         openapi_version="3.1.0",
     )
     return {

@@ -1,0 +1,244 @@
+"""The conversation agent against the real llama-server: tools, streaming, the cache.
+
+Qwen2.5-Coder-0.5B (`llama_tools_server`) makes the real tool calls; every test that
+uses it builds the same home, so its prompt prefix is byte-identical from test to test
+and the server evaluates the ~2,500-token Assist prompt once per slot for the session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+import json
+from typing import Any
+
+from freezegun.api import FrozenDateTimeFactory
+import pytest
+
+from custom_components.local_voice import llm_entity
+from custom_components.local_voice.const import (
+    CONF_MAX_TOKENS,
+    CONF_TEMPERATURE,
+)
+from custom_components.local_voice.llm_entity import chat_state
+from custom_components.local_voice.prompt import CONTEXT_OPEN
+from homeassistant.components import conversation
+from homeassistant.const import CONF_LLM_HASS_API
+from homeassistant.core import Context, HomeAssistant
+from homeassistant.helpers import chat_session, intent
+from homeassistant.util import dt as dt_util
+
+from .backends import Backend
+from .common import llama_entry, setup_entry
+from .conversation_support import (
+    RecordingProxy,
+    agent_id,
+    async_setup_home,
+    chat_log_of,
+    converse,
+    speech,
+)
+
+QWEN_OPTIONS = {CONF_TEMPERATURE: 0.0, CONF_MAX_TOKENS: 64}
+
+
+async def _post_json(hass: HomeAssistant, url: str, body: Any) -> Any:
+    from homeassistant.helpers.aiohttp_client import (  # noqa: PLC0415
+        async_get_clientsession,
+    )
+
+    async with async_get_clientsession(hass).post(url, json=body) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
+async def converse_streaming(
+    hass: HomeAssistant,
+    text: str,
+    on_delta: Callable[[dict[str, Any]], None],
+    **kwargs: Any,
+) -> conversation.ConversationResult:
+    """Converse as the Assist pipeline does, with a chat-log delta listener."""
+
+    def listener(_: conversation.ChatLog, delta: dict[str, Any]) -> None:
+        on_delta(delta)
+
+    with (
+        chat_session.async_get_chat_session(hass) as session,
+        conversation.async_get_chat_log(
+            hass, session, None, chat_log_delta_listener=listener
+        ),
+    ):
+        return await conversation.async_converse(
+            hass,
+            text,
+            session.conversation_id,
+            kwargs.pop("context", None) or Context(),
+            language="en",
+            agent_id=agent_id(hass),
+            **kwargs,
+        )
+
+
+async def test_tool_call_then_loop_limit(
+    hass: HomeAssistant,
+    llama_tools_server: Backend,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A real streamed tool call runs the intent; a model that keeps calling is stopped.
+
+    Qwen 0.5B calls HassTurnOn with arguments the intent rejects and then calls it
+    again after every error: with the limit at 2 rounds the agent says so.
+    """
+    monkeypatch.setattr(llm_entity, "MAX_TOOL_ITERATIONS", 2)
+    home = await async_setup_home(hass)
+    entry = await setup_entry(hass, llama_entry(llama_tools_server.url, QWEN_OPTIONS))
+    state = hass.states.get(agent_id(hass))
+    assert state is not None
+    assert state.attributes["supported_features"] == (
+        conversation.ConversationEntityFeature.CONTROL
+    )
+
+    result = await converse(
+        hass, "Turn on the kitchen light", device_id=home.satellites["kitchen"]
+    )
+
+    log = chat_log_of(hass, result.conversation_id)
+    calls = [
+        call
+        for content in log.content
+        if isinstance(content, conversation.AssistantContent) and content.tool_calls
+        for call in content.tool_calls
+    ]
+    assert calls, log.content
+    first = calls[0]
+    assert first.tool_name == "intent__HassTurnOn"
+    assert "kitchen" in json.dumps(first.tool_args).lower()
+    results = [c for c in log.content if isinstance(c, conversation.ToolResultContent)]
+    assert results[0].tool_call_id == first.id
+    assert len(calls) == 2  # the limit
+    assert speech(result) == "I gave up after 2 rounds of tool calls without an answer"
+    assert result.response.response_type is intent.IntentResponseType.ERROR
+
+    timings = list(chat_state(entry.runtime_data).timings)
+    assert len(timings) == 2
+    assert timings[1]["cache_n"] > timings[1]["prompt_n"]  # the loop reuses the cache
+
+
+async def test_error_inside_the_stream(
+    hass: HomeAssistant, llama_tools_server: Backend
+) -> None:
+    """llama-server answers 200 and then an error event: the user is told, no raise.
+
+    Asked for raw JSON, Qwen writes JSON that is not a tool call; llama-server's tool
+    parser then sends `data: {"error": ...}` in the stream.
+    """
+    await async_setup_home(hass)
+    await setup_entry(hass, llama_entry(llama_tools_server.url, QWEN_OPTIONS))
+    result = await converse(
+        hass, 'Reply only with this JSON: {"answer": "hello", "ok": true}'
+    )
+    assert speech(result).startswith(
+        "The language model server reported an error while answering:"
+    )
+    assert "does not match the expected" in speech(result)
+    assert result.response.response_type is intent.IntentResponseType.ERROR
+
+
+async def test_new_chats_share_the_prefix(
+    hass: HomeAssistant,
+    llama_tools_server: Backend,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """Two new chats, two satellites, hours apart: the same bytes up to the context.
+
+    Checked three ways: the request bodies (system message and tools identical), the
+    prompts llama-server renders from them (identical up to the newest user turn), and
+    the server's own `cache_n` for a third new chat.
+    """
+    home = await async_setup_home(hass, timer_areas=("kitchen",))
+    proxy = await RecordingProxy(llama_tools_server.url).start()
+    try:
+        entry = await setup_entry(
+            hass, llama_entry(proxy.url, {**QWEN_OPTIONS, CONF_MAX_TOKENS: 2})
+        )
+        own: list[str | None] = []  # Home Assistant's own system prompt, per chat
+        for when, text, area in (
+            (datetime(2026, 3, 1, 7, 30, tzinfo=dt_util.UTC), "Hello", "kitchen"),
+            (datetime(2026, 3, 1, 22, 5, tzinfo=dt_util.UTC), "Hi there", "bedroom"),
+            (datetime(2026, 3, 2, 6, 0, tzinfo=dt_util.UTC), "Morning", "kitchen"),
+        ):
+            freezer.move_to(when)
+            result = await converse(hass, text, device_id=home.satellites[area])
+            own.append(chat_log_of(hass, result.conversation_id).content[0].content)
+        bodies = proxy.bodies
+        requests = proxy.requests
+    finally:
+        await proxy.stop()
+    assert len(requests) == 3
+
+    # Home Assistant's own system prompts differ (area, timers): the baseline's prefix.
+    assert own[0] != own[1]
+
+    a, b = requests[0], requests[1]
+    assert a["messages"][0] == b["messages"][0]
+    assert json.dumps(a["tools"]) == json.dumps(b["tools"])
+    assert a["cache_prompt"] is True
+    # Pinned: each satellite its own slot, the same one every time.
+    assert a["id_slot"] != b["id_slot"]
+    assert requests[2]["id_slot"] == a["id_slot"]
+    # Serialized, the body is identical up to the newest user message.
+    marker = json.dumps(CONTEXT_OPEN)[:-1].encode()
+    assert bodies[0].index(marker) == bodies[1].index(marker)
+    prefix_end = bodies[0].index(marker)
+    assert bodies[0][:prefix_end] == bodies[1][:prefix_end]
+    assert "Kitchen" in a["messages"][-1]["content"]
+    assert "Bedroom" in b["messages"][-1]["content"]
+
+    # The prompts llama-server renders share everything before the newest user turn.
+    rendered = [
+        (await _post_json(hass, f"{llama_tools_server.url}/apply-template", r))[
+            "prompt"
+        ]
+        for r in (a, b)
+    ]
+    user_turn = rendered[0].rindex("<|im_start|>user")
+    assert rendered[0][:user_turn] == rendered[1][:user_turn]
+    assert rendered[0][user_turn:] != rendered[1][user_turn:]
+    prefix_tokens = len(
+        (
+            await _post_json(
+                hass,
+                f"{llama_tools_server.url}/tokenize",
+                {"content": rendered[0][:user_turn], "parse_special": True},
+            )
+        )["tokens"]
+    )
+    # The third new chat (kitchen again, morning) evaluated only what follows.
+    timings = list(chat_state(entry.runtime_data).timings)
+    assert timings[2]["cache_n"] >= prefix_tokens - 1
+    assert timings[2]["prompt_n"] < 100
+
+
+async def test_streams_deltas_and_pins_slot(
+    hass: HomeAssistant, llama_chat_server: Backend
+) -> None:
+    """Text arrives in many deltas before the answer is complete (TTS starts early)."""
+    await setup_entry(
+        hass,
+        llama_entry(
+            llama_chat_server.url,
+            {CONF_LLM_HASS_API: [], CONF_TEMPERATURE: 0.0, CONF_MAX_TOKENS: 40},
+        ),
+    )
+    state = hass.states.get(agent_id(hass))
+    assert state is not None
+    assert state.attributes.get("supported_features", 0) == 0
+    deltas: list[dict[str, Any]] = []
+    result = await converse_streaming(hass, "Tell me about the moon.", deltas.append)
+    contents = [d["content"] for d in deltas if d.get("content")]
+    assert deltas[0] == {"role": "assistant"}
+    assert len(contents) > 5
+    assert "".join(contents) == speech(result)
+    assert not any("thinking_content" in d for d in deltas)
+    assert result.response.response_type is intent.IntentResponseType.ACTION_DONE
