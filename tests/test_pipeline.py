@@ -141,23 +141,26 @@ async def run_pipeline(
 ) -> dict[PipelineEventType, list[PipelineEvent]]:
     """Run a pipeline from speech to speech; return its events by type."""
     events: dict[PipelineEventType, list[PipelineEvent]] = {}
-    await async_pipeline_from_audio_stream(
-        hass,
-        context=Context(),
-        event_callback=lambda event: events.setdefault(event.type, []).append(event),
-        stt_metadata=stt.SpeechMetadata(
-            language="",  # the pipeline's STT language is used
-            format=stt.AudioFormats.WAV,
-            codec=stt.AudioCodecs.PCM,
-            bit_rate=stt.AudioBitRates.BITRATE_16,
-            sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
-            channel=stt.AudioChannels.CHANNEL_MONO,
-        ),
-        stt_stream=chunked(audio, 1024),
-        pipeline_id=pipeline_id,
-        tts_audio_output={tts.ATTR_PREFERRED_FORMAT: "wav"},
-        audio_settings=AudioSettings(is_vad_enabled=False),
-    )
+    async with asyncio.timeout(120):  # a stuck stage fails here, not at pytest's limit
+        await async_pipeline_from_audio_stream(
+            hass,
+            context=Context(),
+            event_callback=lambda event: events.setdefault(event.type, []).append(
+                event
+            ),
+            stt_metadata=stt.SpeechMetadata(
+                language="",  # the pipeline's STT language is used
+                format=stt.AudioFormats.WAV,
+                codec=stt.AudioCodecs.PCM,
+                bit_rate=stt.AudioBitRates.BITRATE_16,
+                sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
+                channel=stt.AudioChannels.CHANNEL_MONO,
+            ),
+            stt_stream=chunked(audio, 1024),
+            pipeline_id=pipeline_id,
+            tts_audio_output={tts.ATTR_PREFERRED_FORMAT: "wav"},
+            audio_settings=AudioSettings(is_vad_enabled=False),
+        )
     assert PipelineEventType.ERROR not in events, events[PipelineEventType.ERROR]
     return events
 
@@ -170,7 +173,8 @@ async def spoken_audio(
     assert tts_end.data is not None
     stream = tts.async_get_stream(hass, tts_end.data["tts_output"]["token"])
     assert stream is not None
-    data = b"".join([chunk async for chunk in stream.async_stream_result()])
+    async with asyncio.timeout(120):
+        data = b"".join([chunk async for chunk in stream.async_stream_result()])
     audio_format, pcm = parse_wav(data)
     return convert(pcm, audio_format, SPEECH_FORMAT)
 
@@ -245,17 +249,18 @@ async def test_speech_starts_before_the_agent_finishes(
     assert timing["first_audio_seconds"] < timing["text_seconds"]
     asr_entity = hass.data[stt.DATA_COMPONENT].get_entity(stt_id)
     assert isinstance(asr_entity, stt.SpeechToTextEntity)
-    result = await asr_entity.async_process_audio_stream(
-        stt.SpeechMetadata(
-            language="en",
-            format=stt.AudioFormats.WAV,
-            codec=stt.AudioCodecs.PCM,
-            bit_rate=stt.AudioBitRates.BITRATE_16,
-            sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
-            channel=stt.AudioChannels.CHANNEL_MONO,
-        ),
-        chunked(audio),
-    )
+    async with asyncio.timeout(120):
+        result = await asr_entity.async_process_audio_stream(
+            stt.SpeechMetadata(
+                language="en",
+                format=stt.AudioFormats.WAV,
+                codec=stt.AudioCodecs.PCM,
+                bit_rate=stt.AudioBitRates.BITRATE_16,
+                sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
+                channel=stt.AudioChannels.CHANNEL_MONO,
+            ),
+            chunked(audio),
+        )
     assert result.text is not None
     heard = normalize(result.text)
     for words in ("kitchen light is on", "hallway", "living room", "sleep well"):
