@@ -18,6 +18,7 @@ from pytest_homeassistant_custom_component.common import (
     async_mock_service,
 )
 
+from custom_components.local_voice import stt as lv_stt
 from custom_components.local_voice.const import DOMAIN, SERVICE_ASR, SERVICE_TTS
 from custom_components.local_voice.wyoming_speech import SPEECH_FORMAT
 from homeassistant.components import conversation, stt, tts
@@ -119,9 +120,15 @@ async def relay(tts_server: Backend) -> AsyncIterator[Relay]:
 
 @pytest.fixture
 async def engines(
-    hass: HomeAssistant, asr_server: Backend, relay: Relay
+    hass: HomeAssistant,
+    asr_server: Backend,
+    relay: Relay,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> tuple[str, str, MockConfigEntry, MockConfigEntry]:
     """Assist with local_voice STT and TTS entities: their ids and entries."""
+    # On a busy shared CPU, whisper can take more than the production 30 s for
+    # the ten seconds of speech these tests transcribe back.
+    monkeypatch.setattr(lv_stt, "STT_TIMEOUT_SECONDS", 110)
     for component in ("homeassistant", "conversation", "intent", "assist_pipeline"):
         assert await async_setup_component(hass, component, {})
     asr = await setup_entry(hass, wyoming_entry(SERVICE_ASR, asr_server.port))
