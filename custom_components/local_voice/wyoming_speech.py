@@ -74,7 +74,12 @@ SPEECH_FORMAT = AudioFormat(SPEECH_RATE, SPEECH_WIDTH, SPEECH_CHANNELS)
 
 
 class Connection:
-    """One TCP connection to a Wyoming server (one request)."""
+    """One TCP connection to a Wyoming server (one request).
+
+    Events are built and written with the wyoming package; reading is done here
+    because wyoming's async_read_event answers None both for a closed connection
+    and for a malformed event, and the user should learn which one happened.
+    """
 
     def __init__(self, server: WyomingServer) -> None:
         """Remember the server; connect with open()."""
