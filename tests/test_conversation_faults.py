@@ -362,7 +362,10 @@ async def test_history_trimmed_to_the_context(
     finally:
         await proxy.stop()
     assert result.response.response_type is not intent.IntentResponseType.ERROR
-    users = [m["content"] for m in sent[-1]["messages"] if m["role"] == "user"]
+    messages = sent[-1]["messages"]
+    assert messages[0]["role"] == "system"
+    assert "Question" not in messages[0]["content"]
+    users = [m["content"] for m in messages if m["role"] == "user"]
     assert 1 < len(users) < 7
     assert users[-1].endswith("What was my last question?")
     assert not any(u.startswith("Question 0:") for u in users)

@@ -371,10 +371,17 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
 
         drop = 0
         iteration = 0
+        refit = False
         while iteration < max_iterations:
             stream: AsyncGenerator[dict[str, Any]] | None = None
             try:
-                payload, drop = await self._async_fit(build, len(history()), drop)
+                if iteration == 0 or refit:
+                    # Later rounds only add tool results; if those overflow, the
+                    # server says so and the next try trims again.
+                    payload, drop = await self._async_fit(build, len(history()), drop)
+                else:
+                    payload = build(drop)
+                refit = False
                 stream = async_stream_chat(self.coordinator.client, payload)
                 first = await anext(stream)
                 error, finish_reason = await self._async_stream_into_log(
@@ -383,6 +390,7 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
             except ContextOverflowError as err:
                 if drop < len(history()) - 1:
                     drop += 1  # the server counted more than we could: trim, retry
+                    refit = True
                     continue
                 return self._failed(err)
             except StopAsyncIteration:
@@ -410,7 +418,8 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
 
     def _failed(self, err: ChatError) -> ChatError:
         """Log a failed request; re-check the server when it may be down."""
-        LOGGER.warning("%s: %s", self.entity_id, err.translation_key, exc_info=err)
+        LOGGER.warning("%s: %s", self.entity_id, err)
+        LOGGER.debug("%s failed", self.entity_id, exc_info=err)
         if err.refresh_server:
             self.coordinator.config_entry.async_create_background_task(
                 self.hass,

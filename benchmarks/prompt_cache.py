@@ -1,0 +1,468 @@
+"""Prompt cache: tokens llama-server evaluates per new chat, local_voice vs llama_cpp.
+
+Starts the real llama-server (Qwen2.5-Coder-0.5B, `--parallel 2`, 8192 tokens a
+slot) and a Home Assistant with Assist over a realistic home (37 exposed entities in
+7 areas, 4 voice satellites that can run timers, plus chats from the app without a
+device). Then sends the same sequence of new chats twice, each time on a freshly
+started server:
+
+* through Home Assistant's own `llama_cpp` integration (the installed core one, run
+  as is: system prompt as Home Assistant assembles it, tools in Home Assistant's order,
+  no slot), and
+* through local_voice's conversation agent (static system prompt and canonical tool
+  block first, volatile context on the newest user turn, requests pinned to slots).
+
+A loopback proxy in front of the server reads `timings.prompt_n` (tokens evaluated)
+and `timings.cache_n` (tokens reused from cache) of every response. The sequence: a
+"first" round, one new chat from each source (as after the server starts, or after
+anything in the prompt changed), then a "later" round of new chats from sources drawn
+with a fixed seed. Answers are capped at 2 tokens: only prompt processing is compared.
+
+llama-server b11669 keeps finished prompts in host memory (`--cache-ram`, 8 GiB by
+default) and restores the best match into a slot: with it, Home Assistant's own
+per-satellite prompts are found again once each satellite has spoken. `--cache-ram 0`
+runs the server with slot caches only (as older builds, or a host short of RAM).
+
+    .venv/bin/python benchmarks/prompt_cache.py [--chats 10] [--seed 3] [--cache-ram N]
+
+The last line is `prompt_cache_ratio=<core tokens evaluated / local_voice tokens
+evaluated>` over all the new chats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import AsyncIterator
+import contextlib
+from dataclasses import dataclass, field
+import json
+import logging
+from pathlib import Path
+import random
+import sys
+import tempfile
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# Home Assistant first: it must install its voluptuous shim before anything else.
+from homeassistant import loader  # noqa: E402, I001
+from aiohttp import ClientSession, web  # noqa: E402
+from homeassistant.components import conversation  # noqa: E402
+from homeassistant.components.homeassistant.exposed_entities import (  # noqa: E402
+    async_expose_entity,
+)
+from homeassistant.config_entries import ConfigSubentryData  # noqa: E402
+from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT  # noqa: E402
+from homeassistant.core import Context, HomeAssistant  # noqa: E402
+from homeassistant.helpers import (  # noqa: E402
+    area_registry as ar,
+    device_registry as dr,
+    entity_registry as er,
+    floor_registry as fr,
+    llm,
+)
+from homeassistant.setup import async_setup_component  # noqa: E402
+from pytest_homeassistant_custom_component.common import (  # noqa: E402
+    MockConfigEntry,
+    async_test_home_assistant,
+)
+
+from custom_components.local_voice.const import (  # noqa: E402
+    CONF_MAX_TOKENS,
+    CONF_TEMPERATURE,
+    CONF_TOP_P,
+)
+from tests.backends import QWEN, QWEN_TEMPLATE, free_port, llama_argv, start  # noqa: E402
+from tests.common import llama_entry  # noqa: E402
+
+AREAS = {
+    "kitchen": ("Kitchen", "ground"),
+    "living_room": ("Living Room", "ground"),
+    "hallway": ("Hallway", "ground"),
+    "office": ("Office", "first"),
+    "bedroom": ("Bedroom", "first"),
+    "bathroom": ("Bathroom", "first"),
+    "garden": ("Garden", None),
+}
+FLOORS = {"ground": "Ground floor", "first": "First floor"}
+
+# (entity_id, name, area, state, attributes): 37 entities, the kind a home exposes.
+ENTITIES: list[tuple[str, str, str, str, dict[str, Any]]] = [
+    ("light.kitchen_ceiling", "Kitchen ceiling", "kitchen", "on", {"brightness": 200}),
+    ("light.kitchen_counter", "Kitchen counter", "kitchen", "off", {}),
+    ("light.living_room_lamp", "Living room lamp", "living_room", "on", {}),
+    ("light.living_room_ceiling", "Living room ceiling", "living_room", "off", {}),
+    ("light.hallway", "Hallway light", "hallway", "off", {}),
+    ("light.office_desk", "Desk lamp", "office", "on", {"brightness": 120}),
+    ("light.bedroom", "Bedroom light", "bedroom", "off", {}),
+    ("light.bathroom_mirror", "Mirror light", "bathroom", "off", {}),
+    ("light.garden_path", "Garden path lights", "garden", "off", {}),
+    ("switch.coffee_machine", "Coffee machine", "kitchen", "off", {}),
+    ("switch.dishwasher", "Dishwasher", "kitchen", "on", {}),
+    ("switch.office_monitor", "Monitor", "office", "on", {}),
+    ("switch.garden_pump", "Garden pump", "garden", "off", {}),
+    ("sensor.kitchen_temperature", "Kitchen temperature", "kitchen", "21.3", {}),
+    (
+        "sensor.living_room_temperature",
+        "Living room temperature",
+        "living_room",
+        "21.8",
+        {},
+    ),
+    ("sensor.bedroom_temperature", "Bedroom temperature", "bedroom", "19.2", {}),
+    ("sensor.bathroom_humidity", "Bathroom humidity", "bathroom", "64", {}),
+    ("sensor.outdoor_temperature", "Outdoor temperature", "garden", "8.4", {}),
+    ("sensor.office_co2", "Office CO2", "office", "712", {}),
+    ("binary_sensor.front_door", "Front door", "hallway", "off", {}),
+    ("binary_sensor.back_door", "Back door", "kitchen", "off", {}),
+    ("binary_sensor.hallway_motion", "Hallway motion", "hallway", "on", {}),
+    ("binary_sensor.bathroom_window", "Bathroom window", "bathroom", "on", {}),
+    (
+        "climate.living_room",
+        "Living room thermostat",
+        "living_room",
+        "heat",
+        {"temperature": 21, "current_temperature": 21.8},
+    ),
+    (
+        "climate.bedroom",
+        "Bedroom thermostat",
+        "bedroom",
+        "heat",
+        {"temperature": 19, "current_temperature": 19.2},
+    ),
+    (
+        "cover.living_room_blinds",
+        "Living room blinds",
+        "living_room",
+        "open",
+        {"current_position": 100},
+    ),
+    (
+        "cover.bedroom_blinds",
+        "Bedroom blinds",
+        "bedroom",
+        "closed",
+        {"current_position": 0},
+    ),
+    ("cover.garage_door", "Garage door", "garden", "closed", {}),
+    ("fan.bedroom", "Bedroom fan", "bedroom", "off", {}),
+    ("fan.bathroom_extractor", "Bathroom extractor", "bathroom", "on", {}),
+    (
+        "media_player.living_room_tv",
+        "Living room TV",
+        "living_room",
+        "playing",
+        {"media_title": "News", "volume_level": 0.3},
+    ),
+    ("media_player.kitchen_speaker", "Kitchen speaker", "kitchen", "idle", {}),
+    ("media_player.office_speaker", "Office speaker", "office", "paused", {}),
+    ("lock.front_door", "Front door lock", "hallway", "locked", {}),
+    ("lock.back_door", "Back door lock", "kitchen", "unlocked", {}),
+    ("vacuum.robot", "Robot vacuum", "living_room", "docked", {}),
+    ("todo.shopping_list", "Shopping list", "kitchen", "3", {}),
+]
+DOMAINS = sorted({entity_id.split(".")[0] for entity_id, *_ in ENTITIES})
+
+SATELLITES = ["kitchen", "living_room", "office", "bedroom"]  # voice satellites
+SOURCES = [*SATELLITES, "app"]  # "app": a chat from the phone, no device
+TEXTS = [
+    "Turn off the lights",
+    "What's the temperature outside?",
+    "Is the front door locked?",
+    "Set a timer for ten minutes",
+    "Close the blinds",
+    "Add milk to the shopping list",
+    "How warm is it in here?",
+    "Pause the music",
+    "Turn on the coffee machine",
+    "Is the garage door open?",
+    "Start the robot vacuum",
+    "Dim the lights to thirty percent",
+    "What's on the TV?",
+    "Is the bathroom window open?",
+]
+
+
+@dataclass
+class Chat:
+    """One new chat and what the server said about its first request."""
+
+    phase: str
+    source: str
+    text: str
+    timings: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class MeasuringProxy:
+    """Loopback pass-through that reads `timings` from every chat response."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.port = free_port()
+        self.timings: list[dict[str, int]] = []
+        self._runner: web.AppRunner | None = None
+        self._session: ClientSession | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> MeasuringProxy:
+        self._session = ClientSession()
+        app = web.Application()
+        app.router.add_route("*", "/{path:.*}", self._forward)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._runner is not None and self._session is not None
+        await self._runner.cleanup()
+        await self._session.close()
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        assert self._session is not None
+        body = await request.read()
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() in ("authorization", "content-type", "accept")
+        }
+        headers["Connection"] = "close"
+        async with self._session.request(
+            request.method,
+            f"{self.target}{request.path_qs}",
+            data=body or None,
+            headers=headers,
+        ) as upstream:
+            response = web.StreamResponse(status=upstream.status)
+            response.content_type = upstream.content_type
+            await response.prepare(request)
+            seen = b""
+            async for chunk in upstream.content.iter_any():
+                seen += chunk
+                await response.write(chunk)
+                if b"data: [DONE]" in chunk:
+                    break
+            await response.write_eof()
+        if request.path.endswith("/chat/completions"):
+            self.timings.append(_timings(seen))
+        return response
+
+
+def _timings(body: bytes) -> dict[str, int]:
+    """`timings` of a chat response, streamed (last SSE chunk) or not."""
+    documents = [body]
+    if b"data: " in body:  # SSE (after any ": keep-alive" comments)
+        documents = [
+            line.removeprefix(b"data: ")
+            for line in body.split(b"\n")
+            if line.startswith(b"data: {")
+        ]
+    for document in reversed(documents):
+        with contextlib.suppress(ValueError):
+            if timings := json.loads(document).get("timings"):
+                return {"prompt_n": timings["prompt_n"], "cache_n": timings["cache_n"]}
+    return {"prompt_n": 0, "cache_n": 0}
+
+
+async def setup_home(hass: HomeAssistant) -> dict[str, str]:
+    """Areas, exposed entities and satellites; return the satellites' device ids."""
+    for component in ("homeassistant", "conversation", "intent", "llm", *DOMAINS):
+        assert await async_setup_component(hass, component, {}), component
+    floors = {
+        key: fr.async_get(hass).async_create(name).floor_id
+        for key, name in FLOORS.items()
+    }
+    areas = ar.async_get(hass)
+    area_ids = {
+        key: areas.async_create(name, floor_id=floors.get(floor or "")).id
+        for key, (name, floor) in AREAS.items()
+    }
+    entities = er.async_get(hass)
+    for entity_id, name, area, state, attributes in ENTITIES:
+        domain, object_id = entity_id.split(".")
+        entry = entities.async_get_or_create(
+            domain, "benchmark", object_id, suggested_object_id=object_id
+        )
+        entities.async_update_entity(
+            entry.entity_id, area_id=area_ids[area], original_name=name
+        )
+        hass.states.async_set(
+            entry.entity_id, state, {"friendly_name": name, **attributes}
+        )
+        async_expose_entity(hass, conversation.DOMAIN, entry.entity_id, True)
+
+    from homeassistant.components.intent import (  # noqa: PLC0415
+        async_register_timer_handler,
+    )
+
+    owner = MockConfigEntry(domain="benchmark_satellites")
+    owner.add_to_hass(hass)
+    devices = dr.async_get(hass)
+    satellites = {}
+    for key in SATELLITES:
+        device = devices.async_get_or_create(
+            config_entry_id=owner.entry_id,
+            identifiers={("benchmark_satellites", key)},
+            name=f"{AREAS[key][0]} satellite",
+        )
+        devices.async_update_device(device.id, area_id=area_ids[key])
+        async_register_timer_handler(hass, device.id, lambda *_: None)
+        satellites[key] = device.id
+    return satellites
+
+
+def core_entry(url: str) -> MockConfigEntry:
+    """Home Assistant's own llama_cpp integration, recommended settings, Assist on."""
+    return MockConfigEntry(
+        domain="llama_cpp",
+        title="llama.cpp",
+        data={"base_url": f"{url}/v1"},
+        subentries_data=[
+            ConfigSubentryData(
+                subentry_type="conversation",
+                title="llama.cpp conversation",
+                data={
+                    "recommended": True,
+                    "chat_model": "local-model",
+                    CONF_PROMPT: llm.DEFAULT_INSTRUCTIONS_PROMPT,
+                    CONF_LLM_HASS_API: [llm.LLM_API_ASSIST],
+                    "max_tokens": 2,
+                    "temperature": 0.0,
+                    "top_p": 1.0,
+                },
+                unique_id=None,
+            )
+        ],
+    )
+
+
+@contextlib.asynccontextmanager
+async def home_assistant() -> AsyncIterator[HomeAssistant]:
+    """A test Home Assistant that may load custom_components."""
+    with tempfile.TemporaryDirectory() as config_dir:
+        async with async_test_home_assistant(config_dir=config_dir) as hass:
+            hass.data.pop(loader.DATA_CUSTOM_COMPONENTS)
+            yield hass
+
+
+async def run(order: str, server_url: str, plan: list[Chat]) -> None:
+    """Send the plan's new chats through one order; fill in their timings."""
+    async with home_assistant() as hass, MeasuringProxy(server_url) as proxy:
+        satellites = await setup_home(hass)
+        if order == "core":
+            entry = core_entry(proxy.url)
+            platform = "llama_cpp"
+        else:
+            entry = llama_entry(
+                proxy.url,
+                {CONF_MAX_TOKENS: 2, CONF_TEMPERATURE: 0.0, CONF_TOP_P: 1.0},
+            )
+            platform = "local_voice"
+        entry.add_to_hass(hass)
+        assert await hass.config_entries.async_setup(entry.entry_id), order
+        await hass.async_block_till_done()
+        agent_id = next(
+            e.entity_id
+            for e in er.async_get(hass).entities.values()
+            if e.platform == platform and e.domain == "conversation"
+        )
+        for chat in plan:
+            before = len(proxy.timings)
+            try:
+                await conversation.async_converse(
+                    hass,
+                    chat.text,
+                    None,
+                    Context(),
+                    language="en",
+                    agent_id=agent_id,
+                    device_id=satellites.get(chat.source),
+                )
+            except Exception as err:  # the answer does not matter, its prompt does
+                logging.getLogger(__name__).debug("%s: %s", order, err)
+            assert len(proxy.timings) > before, f"{order}: no request for {chat}"
+            chat.timings[order] = proxy.timings[before]
+            print(
+                f"  {order:<11} {chat.phase:<9} {chat.source:<12}"
+                f" evaluated {chat.timings[order]['prompt_n']:>5}"
+                f"  cached {chat.timings[order]['cache_n']:>5}",
+                flush=True,
+            )
+        await hass.config_entries.async_unload(entry.entry_id)
+
+
+def make_plan(chats: int, seed: int) -> list[Chat]:
+    """First: each source once; later: `chats` new chats from sources drawn by seed."""
+    rng = random.Random(seed)
+    texts = iter(TEXTS * 4)
+    plan = [Chat("first", source, next(texts)) for source in SOURCES]
+    plan += [Chat("later", rng.choice(SOURCES), next(texts)) for _ in range(chats)]
+    return plan
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--chats", type=int, default=10, help="chats after the first")
+    parser.add_argument("--seed", type=int, default=3, help="order of the sources")
+    parser.add_argument(
+        "--cache-ram",
+        type=int,
+        default=None,
+        help="llama-server --cache-ram in MiB (default: the server's own default)",
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    if not (QWEN.exists() and QWEN_TEMPLATE.exists()):
+        sys.exit("backends missing: run scripts/setup")
+    plan = make_plan(args.chats, args.seed)
+    # 8192 tokens per slot: the Assist prompt of this home is ~5,500 tokens.
+    extra = [] if args.cache_ram is None else ["--cache-ram", str(args.cache_ram)]
+    argv = llama_argv(QWEN, *extra, ctx=16384, slots=2)
+    with tempfile.TemporaryDirectory() as logs:
+        for order in ("core", "local_voice"):
+            print(f"{order}: fresh llama-server: {' '.join(argv[3:])}")
+            server = start(f"llama-{order}", argv, "http", Path(logs))
+            try:
+                asyncio.run(run(order, server.url, plan))
+            finally:
+                server.stop()
+
+    print()
+    print(
+        "| # | phase | source | request | core evaluated | core cached |"
+        " local_voice evaluated | local_voice cached |"
+    )
+    print("|---|---|---|---|---:|---:|---:|---:|")
+    for number, chat in enumerate(plan, 1):
+        core, ours = chat.timings["core"], chat.timings["local_voice"]
+        print(
+            f"| {number} | {chat.phase} | {chat.source} | {chat.text} |"
+            f" {core['prompt_n']} | {core['cache_n']} |"
+            f" {ours['prompt_n']} | {ours['cache_n']} |"
+        )
+    totals = {}
+    for phase in ("first", "later"):
+        totals[phase] = {
+            order: sum(c.timings[order]["prompt_n"] for c in plan if c.phase == phase)
+            for order in ("core", "local_voice")
+        }
+        core, ours = totals[phase]["core"], totals[phase]["local_voice"]
+        print(
+            f"{phase} chats: core evaluated {core} tokens, local_voice {ours}"
+            f" (ratio {core / max(1, ours):.1f})"
+        )
+    core = sum(phase["core"] for phase in totals.values())
+    ours = sum(phase["local_voice"] for phase in totals.values())
+    print(f"all {len(plan)} new chats: core {core} tokens, local_voice {ours}")
+    print(f"prompt_cache_ratio={core / max(1, ours):.1f}")
+
+
+if __name__ == "__main__":
+    main()
