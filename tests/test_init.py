@@ -155,6 +155,7 @@ async def test_diagnostics(
     assert diagnostics["server_available"] is True
     assert diagnostics["server"]["supports_tools"] is True
     assert diagnostics["server"]["n_ctx"] == 4096
+    assert diagnostics["chat"] == {"slots": [], "timings": []}
 
     entry = await setup_entry(hass, wyoming_entry(SERVICE_TTS, tts_server.port))
     diagnostics = await async_get_config_entry_diagnostics(hass, entry)

@@ -10,6 +10,7 @@ from homeassistant.const import CONF_API_KEY
 from homeassistant.core import HomeAssistant
 
 from .coordinator import LlamaServerCoordinator, LocalVoiceConfigEntry
+from .llm_entity import chat_state
 from .wyoming_service import installed_programs
 
 TO_REDACT = {CONF_API_KEY}
@@ -26,6 +27,8 @@ async def async_get_config_entry_diagnostics(
     }
     if isinstance(coordinator, LlamaServerCoordinator):
         diagnostics["server"] = coordinator.data and asdict(coordinator.data)
+        # Pinned slots and prompt_n / cache_n of recent requests: is the cache reused?
+        diagnostics["chat"] = chat_state(coordinator).as_dict()
         return diagnostics
     service = entry.data["service"]
     diagnostics["server"] = coordinator.data and {
