@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from homeassistant.config_entries import ConfigSubentry
+from homeassistant.core import callback
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
@@ -48,3 +49,13 @@ class WyomingEntity(CoordinatorEntity[WyomingCoordinator]):
             name=entry.title,
             entry_type=DeviceEntryType.SERVICE,
         )
+
+    @callback
+    def _update_from_info(self) -> None:
+        """Take what the entity offers (languages, voices) from the server's info."""
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        """Follow the server's offer as it changes (a model or voice added)."""
+        self._update_from_info()
+        super()._handle_coordinator_update()

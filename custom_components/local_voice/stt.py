@@ -54,12 +54,6 @@ class LocalVoiceSpeechToText(WyomingEntity, stt.SpeechToTextEntity):
         self._update_from_info()
 
     @callback
-    def _handle_coordinator_update(self) -> None:
-        """Follow the server's languages."""
-        self._update_from_info()
-        super()._handle_coordinator_update()
-
-    @callback
     def _update_from_info(self) -> None:
         """Take languages and audio preferences from the server's info."""
         programs = installed_programs(self.coordinator.data, SERVICE_ASR)

@@ -100,12 +100,6 @@ class LocalVoiceTextToSpeech(WyomingEntity, tts.TextToSpeechEntity):
         self._update_from_info()
 
     @callback
-    def _handle_coordinator_update(self) -> None:
-        """Follow the server's voices."""
-        self._update_from_info()
-        super()._handle_coordinator_update()
-
-    @callback
     def _update_from_info(self) -> None:
         """Take voices, languages and streaming support from the server's info."""
         programs = installed_programs(self.coordinator.data, SERVICE_TTS)
