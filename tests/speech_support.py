@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 import re
 import time
+from typing import Self
 import wave
 
 from wyoming.event import Event, async_read_event, async_write_event
@@ -99,27 +100,22 @@ class Seen:
     data: dict[str, object]
 
 
-@dataclass
-class Relay:
-    """A transparent loopback relay in front of a real Wyoming server."""
+@dataclass(kw_only=True)
+class LoopbackServer:
+    """A server on a free loopback port whose connections stop with it."""
 
-    target_port: int
     port: int = 0
-    events: list[Seen] = field(default_factory=list)
-    open_connections: int = 0
-    connections: int = 0
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
-    async def start(self) -> Relay:
+    async def start(self) -> Self:
         """Listen on a free loopback port."""
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
     async def stop(self) -> None:
-        """Stop listening and drop what is still connected."""
+        """Stop listening and drop every connection still open."""
         if self._server is not None:
             self._server.close()
         for task in list(self._tasks):
@@ -127,6 +123,22 @@ class Relay:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class Relay(LoopbackServer):
+    """A transparent loopback relay in front of a real Wyoming server."""
+
+    target_port: int
+    events: list[Seen] = field(default_factory=list)
+    open_connections: int = 0
+    connections: int = 0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def types(self, upstream: bool, connection: int | None = None) -> list[str]:
         """Event types seen one way (on one connection)."""
@@ -277,7 +289,7 @@ def asr_info() -> Info:
 
 
 @dataclass
-class FaultyServer:
+class FaultyServer(LoopbackServer):
     """A loopback Wyoming server that describes itself, then misbehaves.
 
     fault: "garbage" (answers with a line that is not an event), "close"
@@ -286,26 +298,7 @@ class FaultyServer:
 
     info: Info
     fault: str
-    port: int = 0
     requests: int = 0
-    _server: asyncio.Server | None = None
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-
-    async def start(self) -> FaultyServer:
-        """Listen on a free loopback port."""
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def stop(self) -> None:
-        """Stop listening and drop every connection."""
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
 
     async def _handle(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
