@@ -49,7 +49,6 @@ sys.path.insert(0, str(ROOT))
 
 # Home Assistant first: it must install its voluptuous shim before anything else.
 from homeassistant import loader  # noqa: E402, I001
-from aiohttp import ClientSession, web  # noqa: E402
 from homeassistant.components import conversation  # noqa: E402
 from homeassistant.components.homeassistant.exposed_entities import (  # noqa: E402
     async_expose_entity,
@@ -75,8 +74,9 @@ from custom_components.local_voice.const import (  # noqa: E402
     CONF_TEMPERATURE,
     CONF_TOP_P,
 )
-from tests.backends import QWEN, QWEN_TEMPLATE, free_port, llama_argv, start  # noqa: E402
+from tests.backends import QWEN, QWEN_TEMPLATE, llama_argv, start  # noqa: E402
 from tests.common import llama_entry  # noqa: E402
+from tests.conversation_support import RecordingProxy  # noqa: E402
 
 AREAS = {
     "kitchen": ("Kitchen", "ground"),
@@ -197,64 +197,6 @@ class Chat:
     timings: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-class MeasuringProxy:
-    """Loopback pass-through that reads `timings` from every chat response."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self.port = free_port()
-        self.timings: list[dict[str, int]] = []
-        self._runner: web.AppRunner | None = None
-        self._session: ClientSession | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def __aenter__(self) -> MeasuringProxy:
-        self._session = ClientSession()
-        app = web.Application()
-        app.router.add_route("*", "/{path:.*}", self._forward)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        assert self._runner is not None and self._session is not None
-        await self._runner.cleanup()
-        await self._session.close()
-
-    async def _forward(self, request: web.Request) -> web.StreamResponse:
-        assert self._session is not None
-        body = await request.read()
-        headers = {
-            k: v
-            for k, v in request.headers.items()
-            if k.lower() in ("authorization", "content-type", "accept")
-        }
-        headers["Connection"] = "close"
-        async with self._session.request(
-            request.method,
-            f"{self.target}{request.path_qs}",
-            data=body or None,
-            headers=headers,
-        ) as upstream:
-            response = web.StreamResponse(status=upstream.status)
-            response.content_type = upstream.content_type
-            await response.prepare(request)
-            seen = b""
-            async for chunk in upstream.content.iter_any():
-                seen += chunk
-                await response.write(chunk)
-                if b"data: [DONE]" in chunk:
-                    break
-            await response.write_eof()
-        if request.path.endswith("/chat/completions"):
-            self.timings.append(_timings(seen))
-        return response
-
-
 def _timings(body: bytes) -> dict[str, int]:
     """`timings` of a chat response, streamed (last SSE chunk) or not."""
     documents = [body]
@@ -354,7 +296,7 @@ async def home_assistant() -> AsyncIterator[HomeAssistant]:
 
 async def run(order: str, server_url: str, plan: list[Chat]) -> None:
     """Send the plan's new chats through one order; fill in their timings."""
-    async with home_assistant() as hass, MeasuringProxy(server_url) as proxy:
+    async with home_assistant() as hass, RecordingProxy(server_url) as proxy:
         satellites = await setup_home(hass)
         if order == "core":
             entry = core_entry(proxy.url)
@@ -374,7 +316,7 @@ async def run(order: str, server_url: str, plan: list[Chat]) -> None:
             if e.platform == platform and e.domain == "conversation"
         )
         for chat in plan:
-            before = len(proxy.timings)
+            before = len(proxy.responses)
             try:
                 await conversation.async_converse(
                     hass,
@@ -387,8 +329,8 @@ async def run(order: str, server_url: str, plan: list[Chat]) -> None:
                 )
             except Exception as err:  # the answer does not matter, its prompt does
                 logging.getLogger(__name__).debug("%s: %s", order, err)
-            assert len(proxy.timings) > before, f"{order}: no request for {chat}"
-            chat.timings[order] = proxy.timings[before]
+            assert len(proxy.responses) > before, f"{order}: no request for {chat}"
+            chat.timings[order] = _timings(proxy.responses[before])
             print(
                 f"  {order:<11} {chat.phase:<9} {chat.source:<12}"
                 f" evaluated {chat.timings[order]['prompt_n']:>5}"

@@ -261,13 +261,15 @@ def json_answer(body: dict[str, Any]) -> Handler:
 
 class RecordingProxy:
     """A loopback pass-through in front of a real llama-server that keeps each chat
-    request body, byte for byte, so tests can compare what was really sent.
+    request and response body, byte for byte: tests compare what was really sent, the
+    prompt-cache benchmark reads the server's `timings` from the answers.
     """
 
     def __init__(self, target: str) -> None:
         """Forward to `target` (a real server's base URL)."""
         self.target = target.rstrip("/")
         self.bodies: list[bytes] = []
+        self.responses: list[bytes] = []
         self.port = free_port()
         self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
@@ -295,7 +297,8 @@ class RecordingProxy:
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         assert self._session is not None
         body = await request.read()
-        if request.path == "/v1/chat/completions":
+        chat = request.path == "/v1/chat/completions"
+        if chat:
             self.bodies.append(body)
         headers = {
             key: value
@@ -312,12 +315,16 @@ class RecordingProxy:
             response = web.StreamResponse(status=upstream.status)
             response.content_type = upstream.content_type
             await response.prepare(request)
+            answer = b""
             async for chunk in upstream.content.iter_any():
+                answer += chunk
                 await response.write(chunk)
                 if b"data: [DONE]" in chunk:
                     break
             await response.write_eof()
-            return response
+        if chat:
+            self.responses.append(answer)
+        return response
 
     async def stop(self) -> None:
         """Stop listening."""
@@ -325,3 +332,11 @@ class RecordingProxy:
             await self._runner.cleanup()
         if self._session:
             await self._session.close()
+
+    async def __aenter__(self) -> RecordingProxy:
+        """Start listening for the block."""
+        return await self.start()
+
+    async def __aexit__(self, *_: object) -> None:
+        """Stop listening after the block."""
+        await self.stop()
