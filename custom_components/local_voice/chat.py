@@ -304,9 +304,14 @@ class ToolArgumentsError(ValueError):
     """Tool-call arguments that could not be read, even after repair."""
 
 
-def _balanced_prefix(text: str) -> str | None:
-    """Return text up to the end of its first balanced JSON object, if any."""
+def _scan_json(text: str) -> tuple[str | None, str]:
+    """Read JSON text once, minding strings and escapes.
+
+    Return the text up to the end of its first balanced object (None if it has
+    none), and what would close the strings, arrays and objects left open at its end.
+    """
     depth = 0
+    stack: list[str] = []
     in_string = escape = False
     for index, char in enumerate(text):
         if in_string:
@@ -320,32 +325,14 @@ def _balanced_prefix(text: str) -> str | None:
             in_string = True
         elif char in "{[":
             depth += 1
+            stack.append("}" if char == "{" else "]")
         elif char in "}]":
             depth -= 1
             if depth == 0:
-                return text[: index + 1]
-    return None
-
-
-def _close_truncated(text: str) -> str:
-    """Close the strings, arrays and objects a cut-off JSON text left open."""
-    stack: list[str] = []
-    in_string = escape = False
-    for char in text:
-        if in_string:
-            if escape:
-                escape = False
-            elif char == "\\":
-                escape = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "{[":
-            stack.append("}" if char == "{" else "]")
-        elif char in "}]" and stack:
-            stack.pop()
-    return text + ('"' if in_string else "") + "".join(reversed(stack))
+                return text[: index + 1], ""
+            if stack:
+                stack.pop()
+    return None, ('"' if in_string else "") + "".join(reversed(stack))
 
 
 def _candidates(raw: str) -> list[str]:
@@ -354,11 +341,12 @@ def _candidates(raw: str) -> list[str]:
     if match := _FENCE.match(text):
         text = match.group(1).strip()
     candidates = [text]
-    if (balanced := _balanced_prefix(text)) and balanced != text:
+    balanced, closing = _scan_json(text)
+    if balanced and balanced != text:
         candidates.append(balanced)  # trailing chatter after the object
     candidates.append(_TRAILING_COMMA.sub(r"\1", text))
-    if text.startswith("{") and _balanced_prefix(text) is None:
-        candidates.append(_TRAILING_COMMA.sub(r"\1", _close_truncated(text)))
+    if text.startswith("{") and balanced is None:
+        candidates.append(_TRAILING_COMMA.sub(r"\1", text + closing))  # cut off
     return candidates
 
 
