@@ -560,20 +560,30 @@ class Synthesis:
                         got_audio = True
                         yield chunk
             except ServerErrorEvent as err:
-                if got_audio or voice is None:
-                    raise
-                LOGGER.warning(
-                    "%s; speaking with the server's default voice instead of %s",
-                    err,
-                    voice.name,
-                )
-                self.stats.voice_fallback = True
+                self._fall_back_to_default_voice(err, voice, got_audio)
                 voice = None
             else:
                 return
             finally:
                 writer.cancel()
                 await self._drop(connection)
+
+    def _fall_back_to_default_voice(
+        self, err: ServerErrorEvent, voice: SynthesizeVoice | None, got_audio: bool
+    ) -> None:
+        """Re-raise the error, unless it refused the chosen voice before any audio.
+
+        Then the caller retries with the server's default voice (a voice the server
+        lists but cannot load, as Piper does for voices it would download).
+        """
+        if got_audio or voice is None:
+            raise err
+        LOGGER.warning(
+            "%s; speaking with the server's default voice instead of %s",
+            err,
+            voice.name,
+        )
+        self.stats.voice_fallback = True
 
     async def _write_stream(
         self, connection: Connection, voice: SynthesizeVoice | None, sent: list[str]
@@ -611,14 +621,7 @@ class Synthesis:
                             yield chunk
                     break
                 except ServerErrorEvent as err:
-                    if got_audio or voice is None:
-                        raise
-                    LOGGER.warning(
-                        "%s; speaking with the server's default voice instead of %s",
-                        err,
-                        voice.name,
-                    )
-                    self.stats.voice_fallback = True
+                    self._fall_back_to_default_voice(err, voice, got_audio)
                     voice = None
                 finally:
                     await self._drop(connection)
