@@ -64,8 +64,8 @@ def wyoming_entry(service: str, port: int, host: str = "127.0.0.1") -> MockConfi
 
 
 async def setup_entry(hass: HomeAssistant, entry: MockConfigEntry) -> MockConfigEntry:
-    """Add and set up an entry, waiting for its platforms."""
+    """Add and set up an entry, waiting for its platforms and the slot warm-up."""
     entry.add_to_hass(hass)
     await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await hass.async_block_till_done(wait_background_tasks=True)
     return entry

@@ -164,19 +164,41 @@ def sse_events(name: str) -> list[bytes]:
 Handler = Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamResponse]]
 
 
+def is_warm_up(body: dict[str, Any]) -> bool:
+    """Return True for the agent's slot warm-up (no chat: an empty user turn)."""
+    return body.get("max_tokens") == 1 and body["messages"][-1] == {
+        "role": "user",
+        "content": "",
+    }
+
+
+WARM_UP_DONE = [
+    b'data: {"choices":[{"finish_reason":"length","index":0,"delta":{}}],'
+    b'"timings":{"prompt_n":0,"cache_n":0}}\n\n',
+    b"data: [DONE]\n\n",
+]
+
+
 class FakeLlama:
     """A loopback llama-server stand-in for malformed streams; records request bodies.
 
     `answers` is a list of handlers, one per chat request in order (the last repeats).
+    Slot warm-ups get `warm_up` (by default a finished empty answer) and are kept
+    apart in `warm_ups`.
     """
 
     def __init__(
-        self, answers: list[Handler], props: dict[str, Any] | None = None
+        self,
+        answers: list[Handler],
+        props: dict[str, Any] | None = None,
+        warm_up: Handler | None = None,
     ) -> None:
         """Keep the answers (and /props changes); call `start` to listen."""
         self.answers = answers
+        self.warm_up = warm_up or replay(WARM_UP_DONE)
         self.props_changes = props or {}
         self.requests: list[dict[str, Any]] = []
+        self.warm_ups: list[dict[str, Any]] = []
         self.port = free_port()
         self._runner: web.AppRunner | None = None
 
@@ -202,6 +224,9 @@ class FakeLlama:
 
         async def chat(request: web.Request) -> web.StreamResponse:
             body = await request.json()
+            if is_warm_up(body):
+                self.warm_ups.append(body)
+                return await self.warm_up(request, body)
             self.requests.append(body)
             index = min(len(self.requests), len(self.answers)) - 1
             return await self.answers[index](request, body)

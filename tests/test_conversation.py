@@ -152,9 +152,10 @@ async def test_new_chats_share_the_prefix(
 ) -> None:
     """Two new chats, two satellites, hours apart: the same bytes up to the context.
 
-    Checked three ways: the request bodies (system message and tools identical), the
-    prompts llama-server renders from them (identical up to the newest user turn), and
-    the server's own `cache_n` for a third new chat.
+    Checked three ways: the request bodies (system message and tools identical, also
+    those of the warm-up that put the prefix on each slot at start), the prompts
+    llama-server renders from them (identical up to the newest user turn), and the
+    server's own `cache_n` for every new chat, the first on each slot included.
     """
     home = await async_setup_home(hass, timer_areas=("kitchen",))
     proxy = await RecordingProxy(llama_tools_server.url).start()
@@ -175,23 +176,35 @@ async def test_new_chats_share_the_prefix(
         requests = proxy.requests
     finally:
         await proxy.stop()
-    assert len(requests) == 3
+    warm_ups = [r for r in requests if r["max_tokens"] == 1]
+    chats = [r for r in requests if r["max_tokens"] == 2]
+    assert len(chats) == 3
+    # Before any chat, one warm-up per slot with the chats' system message and tools.
+    assert requests[:2] == warm_ups
+    assert sorted(r["id_slot"] for r in warm_ups) == [0, 1]
+    for warm_up in warm_ups:
+        assert warm_up["messages"] == [
+            chats[0]["messages"][0],
+            {"role": "user", "content": ""},
+        ]
+        assert json.dumps(warm_up["tools"]) == json.dumps(chats[0]["tools"])
 
     # Home Assistant's own system prompts differ (area, timers): the baseline's prefix.
     assert own[0] != own[1]
 
-    a, b = requests[0], requests[1]
+    a, b = chats[0], chats[1]
     assert a["messages"][0] == b["messages"][0]
     assert json.dumps(a["tools"]) == json.dumps(b["tools"])
     assert a["cache_prompt"] is True
     # Pinned: each satellite its own slot, the same one every time.
     assert a["id_slot"] != b["id_slot"]
-    assert requests[2]["id_slot"] == a["id_slot"]
+    assert chats[2]["id_slot"] == a["id_slot"]
     # Serialized, the body is identical up to the newest user message.
     marker = json.dumps(CONTEXT_OPEN)[:-1].encode()
-    assert bodies[0].index(marker) == bodies[1].index(marker)
-    prefix_end = bodies[0].index(marker)
-    assert bodies[0][:prefix_end] == bodies[1][:prefix_end]
+    body_a, body_b = bodies[2], bodies[3]
+    assert body_a.index(marker) == body_b.index(marker)
+    prefix_end = body_a.index(marker)
+    assert body_a[:prefix_end] == body_b[:prefix_end]
     assert "Kitchen" in a["messages"][-1]["content"]
     assert "Bedroom" in b["messages"][-1]["content"]
 
@@ -214,10 +227,17 @@ async def test_new_chats_share_the_prefix(
             )
         )["tokens"]
     )
-    # The third new chat (kitchen again, morning) evaluated only what follows.
-    timings = list(chat_state(entry.runtime_data).timings)
-    assert timings[2]["cache_n"] >= prefix_tokens - 1
-    assert timings[2]["prompt_n"] < 100
+    # Each slot holds the prefix after its warm-up, read then or by an earlier test.
+    state = chat_state(entry.runtime_data)
+    assert [w["prompt_n"] + w["cache_n"] > prefix_tokens for w in state.warmups] == [
+        True,
+        True,
+    ]
+    # Every new chat, the first on each slot too, evaluated only what follows.
+    assert len(state.timings) == 3
+    for timings in state.timings:
+        assert timings["cache_n"] >= prefix_tokens - 1
+        assert timings["prompt_n"] < 100
 
 
 async def test_streams_deltas_and_pins_slot(

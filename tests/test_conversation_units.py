@@ -189,6 +189,31 @@ def test_slots_pinned_and_spread() -> None:
     }
 
 
+def test_slots_to_warm() -> None:
+    """An agent warms empty slots and its own stale ones, never another agent's."""
+    state = ChatState()
+    assert state.claim_cold_slots("agent", "v1", 3) == [0, 1, 2]
+    assert state.claim_cold_slots("agent", "v1", 3) == []  # claimed: warm or warming
+    # The AI task used slot 2: it holds another prefix now.
+    assert state.note_request(2, "ai task", "t1", {"prompt_n": 900, "cache_n": 0})
+    # The exposed devices changed: the conversation's prefix is v2 on slot 0 now.
+    warm = {"prompt_n": 40, "cache_n": 3000}
+    assert not state.note_request(0, "agent", "v2", warm)
+    assert state.claim_cold_slots("agent", "v2", 3) == [1]
+    # A chat that re-read its prefix: the server lost it; our other slots are stale.
+    assert state.note_request(1, "agent", "v2", {"prompt_n": 3040, "cache_n": 0})
+    assert state.claim_cold_slots("agent", "v2", 3) == [0]
+    # Short prompts are not worth a warm-up: never called cold.
+    assert not state.note_request(1, "agent", "v2", {"prompt_n": 200, "cache_n": 10})
+    state.forget("agent", [0])
+    assert state.as_dict()["held"] == [
+        {"slot": 1, "agent": "agent", "prefix": "v2"},
+        {"slot": 2, "agent": "ai task", "prefix": "t1"},
+    ]
+    # Another slot count: the server restarted; nothing is known.
+    assert state.claim_cold_slots("agent", "v2", 2) == [0, 1]
+
+
 def test_reasoning_options() -> None:
     """Off is said both ways llama-server understands; levels go to the template."""
     assert reasoning_options("off") == {

@@ -155,7 +155,11 @@ async def test_diagnostics(
     assert diagnostics["server_available"] is True
     assert diagnostics["server"]["supports_tools"] is True
     assert diagnostics["server"]["n_ctx"] == 4096
-    assert diagnostics["chat"] == {"slots": [], "timings": []}
+    chat = diagnostics["chat"]
+    assert (chat["slots"], chat["timings"]) == ([], [])  # no chat yet
+    # The conversation agent warmed both slots at start.
+    assert [held["slot"] for held in chat["held"]] == [0, 1]
+    assert [warm_up["slot"] for warm_up in chat["warmups"]] == [0, 1]
 
     entry = await setup_entry(hass, wyoming_entry(SERVICE_TTS, tts_server.port))
     diagnostics = await async_get_config_entry_diagnostics(hass, entry)

@@ -13,6 +13,7 @@ from custom_components.local_voice.prompt import (
     CONTEXT_OPEN,
     PromptParts,
     async_build_prompt_parts,
+    async_static_prompt_parts,
     build_messages,
     canonical,
     is_device_line,
@@ -67,7 +68,9 @@ async def _parts(
             prompt,
             extra,
         )
-        parts = await async_build_prompt_parts(hass, chat_log, llm_context, prompt)
+        parts = await async_build_prompt_parts(
+            hass, chat_log.llm_api, chat_log.extra_system_prompt, llm_context, prompt
+        )
         return parts, chat_log.content[0].content or ""
 
 
@@ -127,6 +130,12 @@ async def test_render_instructions_static_or_volatile(hass: HomeAssistant) -> No
         assert static_part == ""
         assert volatile_part
     assert render_instructions(hass, "Plain text.", ctx, None) == ("Plain text.", "")
+    # Decided by the template, not by one request: a chat without a user (and the
+    # slot warm-up) must not make the user's name part of the shared prefix.
+    assert render_instructions(hass, "Talk to {{ user_name }}.", ctx, None) == (
+        "",
+        "Talk to None.",
+    )
 
 
 async def test_satellites_share_system_and_tools(hass: HomeAssistant) -> None:
@@ -139,9 +148,13 @@ async def test_satellites_share_system_and_tools(hass: HomeAssistant) -> None:
     kitchen, ha_kitchen = await _parts(hass, home.satellites["kitchen"])
     bedroom, ha_bedroom = await _parts(hass, home.satellites["bedroom"])
     no_device, ha_no_device = await _parts(hass, None)
+    # What the slot warm-up sends, built without any chat.
+    warm_up = await async_static_prompt_parts(hass, [llm.LLM_API_ASSIST], None)
+    assert warm_up.key == kitchen.key == bedroom.key == no_device.key
 
     assert ha_kitchen != ha_bedroom != ha_no_device
-    assert kitchen.system == bedroom.system == no_device.system
+    assert kitchen.system == bedroom.system == no_device.system == warm_up.system
+    assert json.dumps(kitchen.tools) == json.dumps(warm_up.tools)
     assert json.dumps(kitchen.tools) == json.dumps(bedroom.tools)
     assert json.dumps(kitchen.tools) == json.dumps(no_device.tools)
     names = [tool["function"]["name"] for tool in kitchen.tools]

@@ -224,6 +224,17 @@ async def async_stream_chat(
         raise ChatStreamError("llm_truncated_stream")
 
 
+async def async_prompt_timings(
+    client: LlamaServerClient, payload: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Send a request for its prompt processing alone; return the server's timings."""
+    timings: dict[str, Any] = {}
+    async with contextlib.aclosing(async_stream_chat(client, payload)) as stream:
+        async for chunk in stream:
+            timings = chunk.get("timings") or timings
+    return timings
+
+
 async def _async_post(
     client: LlamaServerClient,
     payload: Mapping[str, Any],

@@ -86,3 +86,7 @@ STREAM_READ_TIMEOUT_SECONDS: Final = 300
 CHAT_TIMINGS_KEPT: Final = 20
 # Tokens kept free for the answer when trimming history (at most a quarter of n_ctx).
 CONTEXT_ANSWER_RESERVE_MAX_FRACTION: Final = 4
+# A request that re-read at least this many tokens, more than it reused, found its
+# slot without the static prefix (the server restarted, or another client took the
+# slot): the agent then warms its other slots. Shorter prompts are not worth it.
+WARM_MIN_PROMPT_TOKENS: Final = 256

@@ -8,9 +8,10 @@ from homeassistant.components import conversation
 from homeassistant.components.conversation.models import AbstractConversationAgent
 from homeassistant.config_entries import ConfigSubentry
 from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT, MATCH_ALL
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import intent
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.start import async_at_started
 
 from .const import DOMAIN, SUBENTRY_CONVERSATION
 from .coordinator import LlamaConfigEntry, LlamaServerCoordinator
@@ -48,6 +49,8 @@ class LocalVoiceConversationEntity(
     """
 
     _attr_supports_streaming = True
+    _warms_slots = True
+    _server_up = True
 
     def __init__(
         self, coordinator: LlamaServerCoordinator, subentry: ConfigSubentry
@@ -67,9 +70,28 @@ class LocalVoiceConversationEntity(
 
     @override
     async def async_added_to_hass(self) -> None:
-        """Register as an agent."""
+        """Register as an agent; warm the slots once Home Assistant has started.
+
+        Waiting for the start lets every integration register its LLM tools, so the
+        warmed prefix is the one chats send.
+        """
         await super().async_added_to_hass()
         conversation.async_set_agent(self.hass, self.coordinator.config_entry, self)
+        self.async_on_remove(async_at_started(self.hass, self._async_started))
+
+    @callback
+    def _async_started(self, _hass: HomeAssistant) -> None:
+        self._async_schedule_warm_up()
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        """Warm the slots again when the server is back: a restart emptied them."""
+        server_up = self.coordinator.last_update_success
+        if server_up and not self._server_up:
+            self.chat_state.forget(self.subentry.subentry_id)
+            self._async_schedule_warm_up()
+        self._server_up = server_up
+        super()._handle_coordinator_update()
 
     @override
     async def async_will_remove_from_hass(self) -> None:

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import base64
 from collections import Counter, deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 import mimetypes
@@ -22,6 +29,7 @@ import weakref
 import probatio
 
 from homeassistant.components import conversation
+from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
 from homeassistant.core import callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import llm, translation
@@ -35,6 +43,7 @@ from .chat import (
     ToolArgumentsError,
     ToolLoopLimitError,
     async_count_prompt_tokens,
+    async_prompt_timings,
     async_stream_chat,
     drop_unknown_arguments,
     log_unparsed,
@@ -57,10 +66,17 @@ from .const import (
     RECOMMENDED_REASONING_EFFORT,
     RECOMMENDED_TEMPERATURE,
     RECOMMENDED_TOP_P,
+    WARM_MIN_PROMPT_TOKENS,
 )
 from .coordinator import LlamaServerCoordinator
 from .entity import LlamaServerEntity
-from .prompt import PromptParts, async_build_prompt_parts, build_messages, turns
+from .prompt import (
+    PromptParts,
+    async_build_prompt_parts,
+    async_static_prompt_parts,
+    build_messages,
+    turns,
+)
 
 # Template overhead per message and for the template's own text, for the cheap upper
 # bound on prompt tokens (a byte-level tokenizer never makes more tokens than bytes).
@@ -70,25 +86,36 @@ _TEMPLATE_BYTES = 2048
 
 @dataclass
 class ChatState:
-    """Per-server state shared by all agents on it: slot pinning and recent timings.
+    """Per-server state shared by all agents on it: slots, their prefixes, timings.
 
     Slots: the first request of each (agent, device) pair takes the slot fewest pairs
     use, and keeps it while Home Assistant runs, so up to `total_slots` satellites never
     evict each other's cache (a hash modulo the slot count would put two satellites on
-    one slot half the time with two slots). Every slot holds the same static prefix.
+    one slot half the time with two slots). `held` is which agent's static prefix each
+    slot holds, as far as known: a conversation agent warms the slots that hold
+    nothing or an old prefix of its own, never another agent's.
     """
 
     timings: deque[dict[str, Any]] = field(
         default_factory=lambda: deque(maxlen=CHAT_TIMINGS_KEPT)
     )
+    warmups: deque[dict[str, Any]] = field(
+        default_factory=lambda: deque(maxlen=CHAT_TIMINGS_KEPT)
+    )
     slots: dict[tuple[str, str | None], int] = field(default_factory=dict)
+    held: dict[int, tuple[str, str]] = field(default_factory=dict)
     total_slots: int = 0
+
+    def _follow(self, total_slots: int) -> None:
+        """Start over when the server comes back with another slot count."""
+        if total_slots != self.total_slots:
+            self.slots.clear()
+            self.held.clear()
+            self.total_slots = total_slots
 
     def slot_for(self, agent: str, device_id: str | None, total_slots: int) -> int:
         """Return the slot pinned to this agent and device."""
-        if total_slots != self.total_slots:
-            self.slots.clear()
-            self.total_slots = total_slots
+        self._follow(total_slots)
         key = (agent, device_id)
         if key not in self.slots:
             used = Counter(self.slots.values())
@@ -97,14 +124,56 @@ class ChatState:
             )
         return self.slots[key]
 
+    def note_request(
+        self, slot: int, agent: str, key: str, timings: Mapping[str, Any]
+    ) -> bool:
+        """Record that the slot holds the agent's prefix; return True if it was cold.
+
+        A request that re-read more of its prompt than it reused found the slot
+        without the prefix: the server restarted, or something else used the slot.
+        What is known of the agent's other slots is then stale too.
+        """
+        prompt_n = int(timings.get("prompt_n", 0))
+        cold = prompt_n >= WARM_MIN_PROMPT_TOKENS and prompt_n > int(
+            timings.get("cache_n", 0)
+        )
+        if cold:
+            self.forget(agent)
+        self.held[slot] = (agent, key)
+        return cold
+
+    def claim_cold_slots(self, agent: str, key: str, total_slots: int) -> list[int]:
+        """Claim, for warming, the slots without a prefix or with an old one of ours."""
+        self._follow(total_slots)
+        claimed = [
+            slot
+            for slot in range(total_slots)
+            if (holder := self.held.get(slot)) is None
+            or (holder[0] == agent and holder[1] != key)
+        ]
+        for slot in claimed:
+            self.held[slot] = (agent, key)
+        return claimed
+
+    def forget(self, agent: str, slots: Iterable[int] | None = None) -> None:
+        """Forget what the agent's slots (or the given ones) hold."""
+        for slot in list(self.held if slots is None else slots):
+            if self.held.get(slot, ("", ""))[0] == agent:
+                del self.held[slot]
+
     def as_dict(self) -> dict[str, Any]:
-        """Return what diagnostics show: pinned slots and recent request timings."""
+        """Return what diagnostics show: slots, recent request and warm-up timings."""
         return {
             "slots": [
                 {"agent": agent, "device_id": device, "slot": slot}
                 for (agent, device), slot in self.slots.items()
             ],
+            "held": [
+                {"slot": slot, "agent": agent, "prefix": key}
+                for slot, (agent, key) in sorted(self.held.items())
+            ],
             "timings": list(self.timings),
+            "warmups": list(self.warmups),
         }
 
 
@@ -207,6 +276,9 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
 
     #: The latest request's llama-server timings (prompt_n, cache_n, ...).
     last_timings: dict[str, Any] | None = None
+    #: Whether this entity puts its static prefix on the server's slots (the
+    #: conversation agent, whose every chat shares it; not the rare AI task).
+    _warms_slots = False
 
     @property
     def chat_state(self) -> ChatState:
@@ -244,21 +316,18 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
     def _request_options(
         self,
         parts: PromptParts,
-        chat_log: conversation.ChatLog,
-        device_id: str | None,
-        structure_name: str | None,
-        structure: probatio.Schema | None,
+        slot: int,
+        llm_api: llm.APIInstance | None = None,
+        structure_name: str | None = None,
+        structure: probatio.Schema | None = None,
     ) -> dict[str, Any]:
         """Everything in the request except the messages."""
         options = self.subentry.data
-        props = self.coordinator.data
         payload: dict[str, Any] = {
             "stream": True,
             "stream_options": {"include_usage": True},
             "cache_prompt": True,
-            "id_slot": self.chat_state.slot_for(
-                self.subentry.subentry_id, device_id, props.total_slots
-            ),
+            "id_slot": slot,
             "max_tokens": int(options.get(CONF_MAX_TOKENS, RECOMMENDED_MAX_TOKENS)),
             "temperature": float(
                 options.get(CONF_TEMPERATURE, RECOMMENDED_TEMPERATURE)
@@ -272,9 +341,66 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
             payload["tools"] = parts.tools
         if structure is not None and structure_name:
             payload["response_format"] = structured_output(
-                structure_name, structure, chat_log.llm_api
+                structure_name, structure, llm_api
             )
         return payload
+
+    @callback
+    def _async_schedule_warm_up(self, parts: PromptParts | None = None) -> None:
+        """Warm the slots in the background (built from the options if no parts)."""
+        self.coordinator.config_entry.async_create_background_task(
+            self.hass,
+            self._async_warm_up(parts),
+            f"{DOMAIN} warm-up of {self.entity_id}",
+        )
+
+    async def _async_warm_up(self, parts: PromptParts | None) -> None:
+        """Put the static prefix on each slot that lacks it, one slot at a time.
+
+        The first chat on a warm slot evaluates only its context block and the
+        user's words, not the thousands of tokens of instructions and tools. A
+        failure only means that chat reads the prefix itself.
+        """
+        options = self.subentry.data
+        agent = self.subentry.subentry_id
+        try:
+            if parts is None:
+                parts = await async_static_prompt_parts(
+                    self.hass, options.get(CONF_LLM_HASS_API), options.get(CONF_PROMPT)
+                )
+        except HomeAssistantError as err:
+            LOGGER.debug("%s: no slot warm-up: %s", self.entity_id, err)
+            return
+        slots = self.chat_state.claim_cold_slots(
+            agent, parts.key, self.coordinator.data.total_slots
+        )
+        for index, slot in enumerate(slots):
+            payload = {
+                "messages": [
+                    {"role": "system", "content": parts.system},
+                    {"role": "user", "content": ""},
+                ],
+                **self._request_options(parts, slot),
+                "max_tokens": 1,
+            }
+            try:
+                timings = await async_prompt_timings(self.coordinator.client, payload)
+            except ChatError as err:
+                self.chat_state.forget(agent, slots[index:])
+                LOGGER.debug("%s: slot %s not warmed: %s", self.entity_id, slot, err)
+                return
+            self.chat_state.warmups.append(
+                {
+                    "time": dt_util.utcnow().isoformat(),
+                    "entity_id": self.entity_id,
+                    "slot": slot,
+                    **{
+                        key: timings[key]
+                        for key in ("prompt_n", "cache_n", "prompt_ms")
+                        if key in timings
+                    },
+                }
+            )
 
     async def _async_attachments(
         self, chat_log: conversation.ChatLog
@@ -342,14 +468,23 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
         max_iterations = max_iterations or MAX_TOOL_ITERATIONS
         try:
             parts = await async_build_prompt_parts(
-                self.hass, chat_log, llm_context, user_prompt
+                self.hass,
+                chat_log.llm_api,
+                chat_log.extra_system_prompt,
+                llm_context,
+                user_prompt,
             )
             attachments = await self._async_attachments(chat_log)
         except ChatError as err:
             return err
         options = self.subentry.data
+        slot = self.chat_state.slot_for(
+            self.subentry.subentry_id,
+            llm_context.device_id,
+            self.coordinator.data.total_slots,
+        )
         base = self._request_options(
-            parts, chat_log, llm_context.device_id, structure_name, structure
+            parts, slot, chat_log.llm_api, structure_name, structure
         )
         max_history = int(options.get(CONF_MAX_HISTORY) or 0)
         send_reasoning = bool(options.get(CONF_SEND_REASONING, False))
@@ -385,7 +520,7 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
                 stream = async_stream_chat(self.coordinator.client, payload)
                 first = await anext(stream)
                 error, finish_reason = await self._async_stream_into_log(
-                    chat_log, stream, first, parts, payload["id_slot"]
+                    chat_log, stream, first, parts, slot
                 )
             except ContextOverflowError as err:
                 if drop < len(history()) - 1:
@@ -456,7 +591,7 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
                 failure.append(err)
                 return
             finally:
-                self._record(transformer, slot)
+                self._record(transformer, slot, parts)
             for delta in transformer.finish():
                 yield delta
             async for delta in self._tool_call_deltas(chat_log, transformer, parts):
@@ -512,11 +647,18 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
             yield refusal
 
     @callback
-    def _record(self, transformer: DeltaTransformer, slot: int) -> None:
-        """Keep the request's timings for diagnostics and the benchmark."""
+    def _record(
+        self, transformer: DeltaTransformer, slot: int, parts: PromptParts
+    ) -> None:
+        """Keep the request's timings; warm the other slots if this one was cold."""
         result = transformer.result
         if not result.timings:
             return
+        cold = self.chat_state.note_request(
+            slot, self.subentry.subentry_id, parts.key, result.timings
+        )
+        if cold and self._warms_slots:
+            self._async_schedule_warm_up(parts)
         timings: dict[str, Any] = {
             "time": dt_util.utcnow().isoformat(),
             "entity_id": self.entity_id,

@@ -28,9 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+import hashlib
 import re
 from typing import Any
 
+import jinja2
+from jinja2 import meta as jinja2_meta
 import probatio
 
 from homeassistant.components import conversation
@@ -41,8 +44,13 @@ from homeassistant.helpers import device_registry as dr, llm, template
 from homeassistant.helpers.json import json_dumps
 from homeassistant.helpers.template.render_info import RenderInfo
 
+from .const import DOMAIN
+
 CONTEXT_OPEN = "<context>"
 CONTEXT_CLOSE = "</context>"
+
+# Template variables Home Assistant fills per request (see ChatLog's prompt rendering).
+_REQUEST_VARIABLES = frozenset({"user_name", "llm_context"})
 
 # Sentences Home Assistant's intent LLM platform writes per requesting device
 # (homeassistant/components/intent/llm.py): they differ between satellites.
@@ -63,6 +71,12 @@ class PromptParts:
     system: str
     context: str
     tools: list[dict[str, Any]]
+
+    @property
+    def key(self) -> str:
+        """Identify the static prefix (system message and tools) a slot can hold."""
+        prefix = json_dumps([self.system, self.tools]).encode()
+        return hashlib.sha256(prefix).hexdigest()[:16]
 
     @property
     def tool_names(self) -> set[str]:
@@ -145,15 +159,26 @@ async def _async_user_name(
     return None
 
 
-def _neutral_context(llm_context: llm.LLMContext) -> llm.LLMContext:
-    """Return the context without device and user: what every request shares."""
-    return replace(llm_context, device_id=None, context=None)
-
-
 def _render(hass: HomeAssistant, source: str, variables: dict[str, Any]) -> RenderInfo:
     return template.Template(source, hass).async_render_to_info(
         variables, parse_result=False
     )
+
+
+def _reads_request(source: str) -> bool:
+    """Return True when a template reads the requesting user or device.
+
+    Decided from the template's text, not from one rendering, so that every request
+    and the slot warm-up (which has no user and no device) agree on it.
+    """
+    environment = jinja2.Environment(
+        extensions=["jinja2.ext.loopcontrols", "jinja2.ext.do"]
+    )
+    try:
+        names = jinja2_meta.find_undeclared_variables(environment.parse(source))
+    except jinja2.TemplateSyntaxError:
+        return True
+    return bool(names & _REQUEST_VARIABLES)
 
 
 def render_instructions(
@@ -181,17 +206,8 @@ def render_instructions(
     text = actual.result()
     if actual.is_static:
         return text, ""
-    neutral = _render(
-        hass,
-        source,
-        {
-            "ha_name": hass.config.location_name,
-            "user_name": None,
-            "llm_context": _neutral_context(llm_context),
-        },
-    )
     depends_on_state = actual.all_states or actual.entities or actual.domains
-    if actual.has_time or depends_on_state or neutral.result() != text:
+    if actual.has_time or depends_on_state or _reads_request(source):
         return "", text
     return text, ""
 
@@ -236,14 +252,15 @@ def _union_tools(instances: Iterable[llm.APIInstance]) -> list[dict[str, Any]]:
 
 async def async_build_prompt_parts(
     hass: HomeAssistant,
-    chat_log: conversation.ChatLog,
+    api_instance: llm.APIInstance | None,
+    extra_system_prompt: str | None,
     llm_context: llm.LLMContext,
     user_prompt: str | None,
 ) -> PromptParts:
     """Build the static system prompt, the context block and the tools for a chat.
 
-    Call after `chat_log.async_provide_llm_data` (which sets the chat's API instance
-    and extra system prompt the way Home Assistant always does).
+    `api_instance` and `extra_system_prompt` are what the chat log holds after
+    `chat_log.async_provide_llm_data` (Home Assistant's own assembly).
     """
     user_name = await _async_user_name(hass, llm_context)
     try:
@@ -256,7 +273,6 @@ async def async_build_prompt_parts(
     system = [static_instructions]
     context = [volatile_instructions] if volatile_instructions else []
     tools: list[dict[str, Any]] = []
-    api_instance = chat_log.llm_api
     if api_instance is not None:
         neutral, instances = await _async_reference_instances(
             hass, api_instance.api, llm_context
@@ -275,13 +291,36 @@ async def async_build_prompt_parts(
             .async_render(parse_result=False)
             .strip()
         )
-    if chat_log.extra_system_prompt:
-        context.append(chat_log.extra_system_prompt.strip())
+    if extra_system_prompt:
+        context.append(extra_system_prompt.strip())
 
     return PromptParts(
         system="\n".join(system),
         context="\n".join(line for line in context if line),
         tools=tools,
+    )
+
+
+async def async_static_prompt_parts(
+    hass: HomeAssistant, api_ids: str | list[str] | None, user_prompt: str | None
+) -> PromptParts:
+    """Build the parts every chat shares, without a chat: for warming the slots.
+
+    The request is the one of a chat from no device and no user; its system message
+    and tools are those of any chat (the context block is not used).
+    """
+    llm_context = llm.LLMContext(
+        platform=DOMAIN,
+        context=None,
+        language=hass.config.language,
+        assistant=conversation.DOMAIN,
+        device_id=None,
+    )
+    api_instance = (
+        await llm.async_get_api(hass, api_ids, llm_context) if api_ids else None
+    )
+    return await async_build_prompt_parts(
+        hass, api_instance, None, llm_context, user_prompt
     )
 
 
