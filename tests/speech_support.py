@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 import contextlib
 from dataclasses import dataclass, field
+import difflib
 import json
 from pathlib import Path
 import re
@@ -75,6 +76,25 @@ def convert(pcm: bytes, source: AudioFormat, target: AudioFormat) -> bytes:
 def normalize(text: str) -> str:
     """Lower-case words only, for comparing transcripts."""
     return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+def assert_heard(
+    text: str | None, expected: str, *, min_ratio: float, landmarks: tuple[str, ...]
+) -> None:
+    """Check a transcript of degraded or synthetic audio.
+
+    Whisper tiny.en hears such audio slightly differently from one CPU to the
+    next (its thread count follows the cores), so a word or two may differ.
+    Most words must match in order, and every landmark must be there in order:
+    audio that was cut, reordered or garbled fails both.
+    """
+    assert text is not None
+    heard = normalize(text)
+    ratio = difflib.SequenceMatcher(None, normalize(expected).split(), heard.split())
+    assert ratio.ratio() >= min_ratio, heard
+    positions = [heard.find(words) for words in landmarks]
+    assert -1 not in positions, heard
+    assert positions == sorted(positions), heard
 
 
 async def chunked(data: bytes, size: int = 3200) -> AsyncIterator[bytes]:
