@@ -18,6 +18,12 @@ and `timings.cache_n` (tokens reused from cache) of every response. The sequence
 anything in the prompt changed), then a "later" round of new chats from sources drawn
 with a fixed seed. Answers are capped at 2 tokens: only prompt processing is compared.
 
+local_voice puts its static prefix on every slot when Home Assistant starts (and
+again when the server comes back, or when a chat found its slot cold). Those warm-up
+requests are no chat: nobody waits for them. The benchmark lets the start-up warm-up
+finish before the first chat, as it does long before anyone speaks, and reports its
+tokens on their own line, with the ratio they give when counted in.
+
 llama-server b11669 keeps finished prompts in host memory (`--cache-ram`, 8 GiB by
 default) and restores the best match into a slot: with it, Home Assistant's own
 per-satellite prompts are found again once each satellite has spoken. `--cache-ram 0`
@@ -26,7 +32,7 @@ runs the server with slot caches only (as older builds, or a host short of RAM).
     .venv/bin/python benchmarks/prompt_cache.py [--chats 10] [--seed 3] [--cache-ram N]
 
 The last line is `prompt_cache_ratio=<core tokens evaluated / local_voice tokens
-evaluated>` over all the new chats.
+evaluated>` over all the new chats (warm-ups not counted: the line before counts them).
 """
 
 from __future__ import annotations
@@ -76,7 +82,7 @@ from custom_components.local_voice.const import (  # noqa: E402
 )
 from tests.backends import QWEN, QWEN_TEMPLATE, llama_argv, start  # noqa: E402
 from tests.common import llama_entry  # noqa: E402
-from tests.conversation_support import RecordingProxy  # noqa: E402
+from tests.conversation_support import RecordingProxy, is_warm_up  # noqa: E402
 
 AREAS = {
     "kitchen": ("Kitchen", "ground"),
@@ -197,6 +203,15 @@ class Chat:
     timings: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
+@dataclass
+class WarmUp:
+    """One of local_voice's slot warm-ups: when, which slot, what it cost."""
+
+    when: str
+    slot: int
+    timings: dict[str, int]
+
+
 def _timings(body: bytes) -> dict[str, int]:
     """`timings` of a chat response, streamed (last SSE chunk) or not."""
     documents = [body]
@@ -294,8 +309,11 @@ async def home_assistant() -> AsyncIterator[HomeAssistant]:
             yield hass
 
 
-async def run(order: str, server_url: str, plan: list[Chat]) -> None:
-    """Send the plan's new chats through one order; fill in their timings."""
+async def run(order: str, server_url: str, plan: list[Chat]) -> list[WarmUp]:
+    """Send the plan's new chats through one order; fill in their timings.
+
+    Return the slot warm-ups local_voice sent (core sends none).
+    """
     async with home_assistant() as hass, RecordingProxy(server_url) as proxy:
         satellites = await setup_home(hass)
         if order == "core":
@@ -309,14 +327,38 @@ async def run(order: str, server_url: str, plan: list[Chat]) -> None:
             platform = "local_voice"
         entry.add_to_hass(hass)
         assert await hass.config_entries.async_setup(entry.entry_id), order
-        await hass.async_block_till_done()
+        # Let local_voice's start-up warm-up finish, as it does before anyone speaks.
+        await hass.async_block_till_done(wait_background_tasks=True)
+        warm_ups: list[WarmUp] = []
+        seen = 0
+
+        def new_chat_request(when: str) -> dict[str, int] | None:
+            """Sort the exchanges since the last call: warm-ups, then the chat's own."""
+            nonlocal seen
+            exchanges, seen = proxy.exchanges[seen:], len(proxy.exchanges)
+            first: dict[str, int] | None = None
+            for body, answer in exchanges:
+                request = json.loads(body)
+                if is_warm_up(request):
+                    warm_ups.append(WarmUp(when, request["id_slot"], _timings(answer)))
+                    print(
+                        f"  {order:<11} {'warm-up':<9} {when:<12}"
+                        f" evaluated {warm_ups[-1].timings['prompt_n']:>5}"
+                        f"  cached {warm_ups[-1].timings['cache_n']:>5}"
+                        f"  (slot {request['id_slot']})",
+                        flush=True,
+                    )
+                elif first is None:
+                    first = _timings(answer)
+            return first
+
+        new_chat_request("at start")
         agent_id = next(
             e.entity_id
             for e in er.async_get(hass).entities.values()
             if e.platform == platform and e.domain == "conversation"
         )
-        for chat in plan:
-            before = len(proxy.responses)
+        for number, chat in enumerate(plan, 1):
             try:
                 await conversation.async_converse(
                     hass,
@@ -329,8 +371,11 @@ async def run(order: str, server_url: str, plan: list[Chat]) -> None:
                 )
             except Exception as err:  # the answer does not matter, its prompt does
                 logging.getLogger(__name__).debug("%s: %s", order, err)
-            assert len(proxy.responses) > before, f"{order}: no request for {chat}"
-            chat.timings[order] = _timings(proxy.responses[before])
+            # Chats come minutes apart: what the agent does after one has finished.
+            await hass.async_block_till_done(wait_background_tasks=True)
+            timings = new_chat_request(f"after #{number}")
+            assert timings is not None, f"{order}: no request for {chat}"
+            chat.timings[order] = timings
             print(
                 f"  {order:<11} {chat.phase:<9} {chat.source:<12}"
                 f" evaluated {chat.timings[order]['prompt_n']:>5}"
@@ -338,6 +383,7 @@ async def run(order: str, server_url: str, plan: list[Chat]) -> None:
                 flush=True,
             )
         await hass.config_entries.async_unload(entry.entry_id)
+    return warm_ups
 
 
 def make_plan(chats: int, seed: int) -> list[Chat]:
@@ -367,12 +413,13 @@ def main() -> None:
     # 8192 tokens per slot: the Assist prompt of this home is ~5,500 tokens.
     extra = [] if args.cache_ram is None else ["--cache-ram", str(args.cache_ram)]
     argv = llama_argv(QWEN, *extra, ctx=16384, slots=2)
+    warm_ups: dict[str, list[WarmUp]] = {}
     with tempfile.TemporaryDirectory() as logs:
         for order in ("core", "local_voice"):
             print(f"{order}: fresh llama-server: {' '.join(argv[3:])}")
             server = start(f"llama-{order}", argv, "http", Path(logs))
             try:
-                asyncio.run(run(order, server.url, plan))
+                warm_ups[order] = asyncio.run(run(order, server.url, plan))
             finally:
                 server.stop()
 
@@ -382,6 +429,9 @@ def main() -> None:
         " local_voice evaluated | local_voice cached |"
     )
     print("|---|---|---|---|---:|---:|---:|---:|")
+    for warm_up in warm_ups["local_voice"]:
+        if warm_up.when == "at start":
+            _warm_up_row(warm_up)
     for number, chat in enumerate(plan, 1):
         core, ours = chat.timings["core"], chat.timings["local_voice"]
         print(
@@ -389,6 +439,9 @@ def main() -> None:
             f" {core['prompt_n']} | {core['cache_n']} |"
             f" {ours['prompt_n']} | {ours['cache_n']} |"
         )
+        for warm_up in warm_ups["local_voice"]:
+            if warm_up.when == f"after #{number}":
+                _warm_up_row(warm_up)
     totals = {}
     for phase in ("first", "later"):
         totals[phase] = {
@@ -403,7 +456,26 @@ def main() -> None:
     core = sum(phase["core"] for phase in totals.values())
     ours = sum(phase["local_voice"] for phase in totals.values())
     print(f"all {len(plan)} new chats: core {core} tokens, local_voice {ours}")
+    warm = {
+        order: sum(w.timings["prompt_n"] for w in warm_ups[order])
+        for order in ("core", "local_voice")
+    }
+    print(
+        f"warm-ups (no chat waits for them): core {warm['core']} tokens,"
+        f" local_voice {warm['local_voice']} in {len(warm_ups['local_voice'])}"
+        f" requests; counted in: core {core + warm['core']},"
+        f" local_voice {ours + warm['local_voice']}"
+        f" (ratio {(core + warm['core']) / max(1, ours + warm['local_voice']):.1f})"
+    )
     print(f"prompt_cache_ratio={core / max(1, ours):.1f}")
+
+
+def _warm_up_row(warm_up: WarmUp) -> None:
+    """A table row for one of local_voice's warm-ups (not a chat)."""
+    print(
+        f"| | warm-up | {warm_up.when} | slot {warm_up.slot} | | |"
+        f" {warm_up.timings['prompt_n']} | {warm_up.timings['cache_n']} |"
+    )
 
 
 if __name__ == "__main__":

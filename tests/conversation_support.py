@@ -294,7 +294,8 @@ class RecordingProxy:
         """Forward to `target` (a real server's base URL)."""
         self.target = target.rstrip("/")
         self.bodies: list[bytes] = []
-        self.responses: list[bytes] = []
+        # (request body, response body) of each chat request, in order of completion.
+        self.exchanges: list[tuple[bytes, bytes]] = []
         self.port = free_port()
         self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
@@ -348,7 +349,7 @@ class RecordingProxy:
                     break
             await response.write_eof()
         if chat:
-            self.responses.append(answer)
+            self.exchanges.append((body, answer))
         return response
 
     async def stop(self) -> None:
