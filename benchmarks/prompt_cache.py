@@ -407,6 +407,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    # The camera component (loaded by AI task) logs a traceback on hosts without
+    # libturbojpeg; it says nothing about prompts.
+    logging.getLogger("homeassistant.components.camera.img_util").disabled = True
     if not (QWEN.exists() and QWEN_TEMPLATE.exists()):
         sys.exit("backends missing: run scripts/setup")
     plan = make_plan(args.chats, args.seed)
