@@ -36,6 +36,7 @@ from .conversation_support import (
     async_setup_home,
     chat_log_of,
     converse,
+    is_warm_up,
     speech,
 )
 
@@ -176,8 +177,8 @@ async def test_new_chats_share_the_prefix(
         requests = proxy.requests
     finally:
         await proxy.stop()
-    warm_ups = [r for r in requests if r["max_tokens"] == 1]
-    chats = [r for r in requests if r["max_tokens"] == 2]
+    warm_ups = [r for r in requests if is_warm_up(r)]
+    chats = [r for r in requests if not is_warm_up(r)]
     assert len(chats) == 3
     # Before any chat, one warm-up per slot with the chats' system message and tools.
     assert requests[:2] == warm_ups

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 import hashlib
 import re
 from typing import Any
@@ -51,6 +52,8 @@ CONTEXT_CLOSE = "</context>"
 
 # Template variables Home Assistant fills per request (see ChatLog's prompt rendering).
 _REQUEST_VARIABLES = frozenset({"user_name", "llm_context"})
+# Parses templates only (never renders), with the extensions Home Assistant enables.
+_PARSER = jinja2.Environment(extensions=["jinja2.ext.loopcontrols", "jinja2.ext.do"])
 
 # Sentences Home Assistant's intent LLM platform writes per requesting device
 # (homeassistant/components/intent/llm.py): they differ between satellites.
@@ -165,17 +168,16 @@ def _render(hass: HomeAssistant, source: str, variables: dict[str, Any]) -> Rend
     )
 
 
+@lru_cache(maxsize=16)
 def _reads_request(source: str) -> bool:
     """Return True when a template reads the requesting user or device.
 
     Decided from the template's text, not from one rendering, so that every request
-    and the slot warm-up (which has no user and no device) agree on it.
+    and the slot warm-up (which has no user and no device) agree on it. Cached: the
+    agent's template is the same on every chat.
     """
-    environment = jinja2.Environment(
-        extensions=["jinja2.ext.loopcontrols", "jinja2.ext.do"]
-    )
     try:
-        names = jinja2_meta.find_undeclared_variables(environment.parse(source))
+        names = jinja2_meta.find_undeclared_variables(_PARSER.parse(source))
     except jinja2.TemplateSyntaxError:
         return True
     return bool(names & _REQUEST_VARIABLES)
