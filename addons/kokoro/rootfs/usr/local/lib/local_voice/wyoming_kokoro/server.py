@@ -140,7 +140,8 @@ class KokoroEventHandler(AsyncEventHandler):
         """Choose a voice and the language it reads in.
 
         The voice asked for, else one of the language asked for, else the default; the
-        language asked for, else the voice's own: never English by default.
+        language asked for (Wyoming sends one only without a voice name), else the
+        voice's own: never English by default.
         """
         if requested is None:
             return self._default_voice, voice_language(self._default_voice)

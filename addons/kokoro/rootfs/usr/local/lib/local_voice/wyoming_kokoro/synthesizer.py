@@ -74,10 +74,8 @@ def find_language(code: str) -> Language | None:
 
 def reading_language(text: str, language: Language) -> Language:
     """Return the language `text` is read in: `language`, unless it cannot be."""
-    if language.latin or any(
-        char.isalpha() and not unicodedata.name(char, "").startswith("LATIN")
-        for char in text
-    ):
+    scripts = {unicodedata.name(char, "").split()[0] for char in text if char.isalpha()}
+    if language.latin or scripts != {"LATIN"}:
         return language
     return ENGLISH
 
