@@ -27,7 +27,7 @@ from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
 from wyoming.event import Event
-from wyoming.info import Describe, Info
+from wyoming.info import Describe, Info, TtsProgram
 from wyoming.tts import (
     Synthesize,
     SynthesizeChunk,
@@ -312,14 +312,18 @@ def audio_streams(events: list[Event]) -> Iterator[tuple[int, str]]:
             yield rate, said(audio)
 
 
-async def test_describe_says_streaming_and_lists_voices(server: ModuleType) -> None:
-    async with (
-        running_server(server, FakeSynthesizer()) as port,
-        AsyncTcpClient("127.0.0.1", port) as client,
-    ):
+async def describe(port: int) -> TtsProgram:
+    """Ask the server on `port` for its info; return its one TTS program."""
+    async with AsyncTcpClient("127.0.0.1", port) as client:
         await client.write_event(Describe().event())
         (event,) = await read_until(client, lambda e: Info.is_type(e.type))
     (program,) = Info.from_event(event).tts
+    return program
+
+
+async def test_describe_says_streaming_and_lists_voices(server: ModuleType) -> None:
+    async with running_server(server, FakeSynthesizer()) as port:
+        program = await describe(port)
     assert program.name == "kokoro"
     assert program.supports_synthesize_streaming is True
     assert [(v.name, v.languages) for v in program.voices] == [
@@ -446,13 +450,8 @@ async def test_a_streamed_voice_reads_in_its_own_language(server: ModuleType) ->
 
 async def test_without_streaming_the_server_says_so(server: ModuleType) -> None:
     """--no-streaming: clients then send one request per sentence."""
-    async with (
-        running_server(server, FakeSynthesizer(), streaming=False) as port,
-        AsyncTcpClient("127.0.0.1", port) as client,
-    ):
-        await client.write_event(Describe().event())
-        (event,) = await read_until(client, lambda e: Info.is_type(e.type))
-    (program,) = Info.from_event(event).tts
+    async with running_server(server, FakeSynthesizer(), streaming=False) as port:
+        program = await describe(port)
     assert program.supports_synthesize_streaming is False
 
 
@@ -608,10 +607,7 @@ def test_each_language_gets_its_own_phonemes() -> None:
 async def test_real_server_lists_its_voices_in_their_language(
     tts_server: Backend,
 ) -> None:
-    async with AsyncTcpClient(tts_server.host, tts_server.port) as client:
-        await client.write_event(Describe().event())
-        (event,) = await read_until(client, lambda e: Info.is_type(e.type))
-    (program,) = Info.from_event(event).tts
+    program = await describe(tts_server.port)
     assert program.name == "kokoro"
     assert program.supports_synthesize_streaming is True
     assert [(v.name, v.languages) for v in program.voices] == [
