@@ -20,6 +20,7 @@ test harness run).
 from __future__ import annotations
 
 import argparse
+import array
 import asyncio
 from collections.abc import Callable, Iterator
 import contextlib
@@ -72,6 +73,8 @@ class Addon:
     check: Callable[[Run], None]
     # The messages the discovery oneshot must post, given the add-on's host name.
     discovery: Callable[[str], dict[str, dict[str, Any]]]
+    # Options naming a model file the Hub does not have, and the option to set.
+    wrong: tuple[dict[str, Any], str]
     env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -294,7 +297,38 @@ def check_kokoro(run: Run) -> None:
     """Check that the Kokoro server starts with the real weights and answers."""
     run.start("service", "exec /etc/s6-overlay/s6-rc.d/kokoro/run")
     run.wait_for("Wyoming Kokoro", lambda: _port_open(run.addon.port), START_LIMIT)
-    print("smoke: Kokoro answers Wyoming describe")
+    seconds, peak = asyncio.run(_synthesize(run.addon.port, SENTENCE))
+    print(f"smoke: Kokoro spoke {SENTENCE!r}: {seconds:.2f} s of audio, peak {peak}")
+    if seconds < 1 or peak < 1000:
+        raise SmokeError("Kokoro's audio is too short or silent")
+
+
+# Only Japanese Kokoro voices ship in a package registry (scripts/backends).
+SENTENCE = "キッチンの電気をつけました。"
+
+
+async def _synthesize(port: int, text: str) -> tuple[float, int]:
+    """Return the seconds of audio and the peak sample Kokoro sends for `text`."""
+    from wyoming.audio import AudioChunk, AudioStop  # noqa: PLC0415
+    from wyoming.client import AsyncTcpClient  # noqa: PLC0415
+    from wyoming.tts import Synthesize, SynthesizeVoice  # noqa: PLC0415
+
+    samples = array.array("h")
+    rate = 0
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        voice = SynthesizeVoice(name="jf_alpha")
+        await client.write_event(Synthesize(text=text, voice=voice).event())
+        while True:
+            event = await asyncio.wait_for(client.read_event(), 300)
+            if event is None or AudioStop.is_type(event.type):
+                break
+            if AudioChunk.is_type(event.type):
+                chunk = AudioChunk.from_event(event)
+                rate = chunk.rate
+                samples.frombytes(chunk.audio)
+    if not rate:
+        raise SmokeError("Kokoro sent no audio")
+    return len(samples) / rate, max(map(abs, samples), default=0)
 
 
 # --- the add-ons --------------------------------------------------------------------
@@ -330,6 +364,7 @@ ADDONS = {
                 "api_key": "",
             }
         },
+        ({"model_file": "SmolLM2-135M-Instruct-Q4_K_X.gguf"}, "model_file"),
         # ggml's Vulkan backend skips CPU-type devices (lavapipe) unless told which.
         {"GGML_VK_VISIBLE_DEVICES": "0"},
     ),
@@ -343,6 +378,7 @@ ADDONS = {
         },
         check_whisper,
         lambda host: _wyoming_messages("asr", host, 10300),
+        ({"model": "base.en"}, "model"),
         {"GGML_VK_VISIBLE_DEVICES": "0"},
     ),
     "kokoro": lambda: Addon(
@@ -356,6 +392,7 @@ ADDONS = {
         },
         check_kokoro,
         lambda host: _wyoming_messages("tts", host, 10200),
+        ({"voice": "af_heart"}, "voice"),
     ),
 }
 
@@ -386,6 +423,39 @@ def container(
         yield name
     finally:
         subprocess.run([*BUILDAH, "rm", name], capture_output=True, check=False)
+
+
+# The service's run script with options naming a missing file, then its finish
+# script with the exit code, as s6-supervise would call it. s6-linux-init's halt and
+# exit-code file are not in the stand-in: a stub halt records that it was called.
+_WRONG_NAME = """
+mkdir -p /run/s6-linux-init-container-results /run/s6/basedir/bin
+echo 0 > /run/s6-linux-init-container-results/exitcode
+printf '#!/bin/sh\\necho called > /run/halted\\n' > /run/s6/basedir/bin/halt
+chmod +x /run/s6/basedir/bin/halt
+cp /data/options.json /data/options.good
+cp /data/options.wrong.json /data/options.json
+code=0
+timeout 120 /etc/s6-overlay/s6-rc.d/{slug}/run || code=$?
+cp /data/options.good /data/options.json
+/etc/s6-overlay/s6-rc.d/{slug}/finish "$code" 0
+echo "run=$code container=$(cat /run/s6-linux-init-container-results/exitcode)" \
+    "halt=$(cat /run/halted 2>/dev/null)"
+"""
+
+
+def check_wrong_name(run: Run) -> None:
+    """Check that a missing model stops the add-on, naming the option to set."""
+    option = run.addon.wrong[1]  # its options are /data/options.wrong.json
+    output = run.exec(_WRONG_NAME.format(slug=run.addon.slug), timeout=300)
+    errors = [line for line in output.splitlines() if "ERROR" in line]
+    # run= the run script's exit code, container= what finish reported, halt= called
+    # when finish took the container down (s6 does not restart the server then).
+    print(f"smoke: wrong name: {errors[-1] if errors else output[-300:]}")
+    if "run=1 container=1 halt=called" not in output:
+        raise SmokeError(f"a wrong {option} did not stop the add-on:\n{output}")
+    if not any(f"set the add-on's {option} option" in line for line in errors):
+        raise SmokeError(f"no log line says to set {option}:\n{output}")
 
 
 def check_discovery(run: Run, expected: dict[str, dict[str, Any]]) -> None:
@@ -430,6 +500,8 @@ def smoke(slug: str, image: str) -> None:
         (work / "data").mkdir()
         (work / "config").mkdir()
         (work / "data/options.json").write_text(json.dumps(options), encoding="utf-8")
+        wrong = {**options, **addon.wrong[0]}
+        (work / "data/options.wrong.json").write_text(json.dumps(wrong))
         (work / "data/lavapipe_icd.json").write_text(json.dumps(LAVAPIPE_ICD))
         hub_root = work / "hub"
         for name, source in addon.hub_files.items():
@@ -449,6 +521,7 @@ def smoke(slug: str, image: str) -> None:
             with container(image, addon, work, env) as name:
                 run = Run(addon, name, work, supervisor)
                 try:
+                    check_wrong_name(run)
                     addon.check(run)
                     check_discovery(run, addon.discovery(addon.hostname))
                 finally:
