@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 import contextlib
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 import json
-import threading
 from typing import Any
 import uuid
+
+from tests.addons.hub_stub import loopback_server
 
 TOKEN = "smoke-supervisor-token"
 
@@ -118,16 +119,6 @@ def serve(
 ) -> Iterator[SupervisorStub]:
     """Serve the stub on a loopback port until the block ends (threads joined)."""
     stub = SupervisorStub(options, info or {})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(stub))
-    server.daemon_threads = False
-    stub.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(
-        target=server.serve_forever, args=(0.05,), name="supervisor-stub"
-    )
-    thread.start()
-    try:
+    with loopback_server(_handler(stub), "supervisor-stub") as url:
+        stub.url = url
         yield stub
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
