@@ -458,6 +458,21 @@ def check_wrong_name(run: Run) -> None:
         raise SmokeError(f"no log line says to set {option}:\n{output}")
 
 
+def check_healthcheck(run: Run, image: str) -> None:
+    """Check that the image keeps its HEALTHCHECK and that it passes now."""
+    inspect = [*BUILDAH, "inspect", "--type", "image", "--format"]
+    found = subprocess.run(
+        [*inspect, "{{.Docker.Config.Healthcheck}}", image],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "/usr/local/bin/healthcheck" not in found:
+        raise SmokeError(f"the image has no HEALTHCHECK: {found}")
+    run.exec("/usr/local/bin/healthcheck")
+    print(f"smoke: HEALTHCHECK {found.strip()} passes")
+
+
 def check_discovery(run: Run, expected: dict[str, dict[str, Any]]) -> None:
     """Check the discovery oneshot's messages and the entry Home Assistant makes."""
     run.exec("execlineb -P /etc/s6-overlay/s6-rc.d/discovery/up", timeout=300)
@@ -523,6 +538,7 @@ def smoke(slug: str, image: str) -> None:
                 try:
                     check_wrong_name(run)
                     addon.check(run)
+                    check_healthcheck(run, image)
                     check_discovery(run, addon.discovery(addon.hostname))
                 finally:
                     for process in run.processes:
