@@ -204,6 +204,13 @@ async def _wyoming_describe(port: int) -> None:
 
 def check_llama(run: Run) -> None:
     """Vulkan device, fetch, all layers offloaded, a chat, the prompt cache reused."""
+    # A host without a GPU: lavapipe unregistered, as in the image; CPU code only.
+    bare = run.exec(
+        "env -u VK_ICD_FILENAMES -u GGML_VK_VISIBLE_DEVICES llama-server --list-devices"
+    )
+    print("smoke: without a GPU, llama-server --list-devices:\n" + bare.strip())
+    if "Vulkan0" in bare:
+        raise SmokeError("a Vulkan device is listed although none is registered")
     devices = run.exec("llama-server --list-devices")
     print("smoke: llama-server --list-devices:\n" + devices.strip())
     device = re.search(r"^\s*Vulkan0: .*$", devices, re.MULTILINE)
