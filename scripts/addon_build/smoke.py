@@ -359,7 +359,7 @@ ADDONS = {
             "model_repo": "local-voice-smoke/SmolLM2-135M-Instruct-GGUF",
             "model_file": SMOL,
             "context_size": 2048,
-            "extra_args": "--n-gpu-layers all",
+            "extra_args": "--n-gpu-layers all -lv 4",  # -lv 4: the load log
         },
         {f"local-voice-smoke/SmolLM2-135M-Instruct-GGUF/{SMOL}": MODELS / SMOL},
         check_llama,
