@@ -109,7 +109,9 @@ def test_project_scripts_pass_shellcheck() -> None:
     shellcheck = shutil.which("shellcheck")
     assert shellcheck, "shellcheck is installed by scripts/setup"
     scripts = [ROOT / ".ci" / "run"] + [
-        path for path in (ROOT / "scripts").iterdir() if path.suffix != ".py"
+        path
+        for path in (ROOT / "scripts").rglob("*")
+        if path.is_file() and path.suffix not in (".py", ".pyc")
     ]
     assert len(scripts) >= 6
     result = subprocess.run(
