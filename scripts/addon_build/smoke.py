@@ -42,6 +42,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from custom_components.local_voice.wyoming_client.audio import AudioFormat  # noqa: E402
 from tests.addons import hub_stub, supervisor_stub  # noqa: E402
 
 CHECK = str(ROOT / "tests/addon_discovery_check.py")
@@ -260,7 +261,9 @@ def check_whisper(run: Run) -> None:
     """Check that the spoken command is transcribed, on the Vulkan device."""
     run.start("service", "exec /etc/s6-overlay/s6-rc.d/whisper_cpp/run")
     run.wait_for("Wyoming whisper.cpp", lambda: _port_open(run.addon.port), START_LIMIT)
-    text = asyncio.run(_transcribe(run.addon.port))
+    from tests.speech_support import read_wav  # noqa: PLC0415
+
+    text = asyncio.run(_transcribe(run.addon.port, *read_wav(AUDIO)))
     log = run.log("service")
     print(f"smoke: transcript: {text!r}")
     vulkan = [line for line in log.splitlines() if "Vulkan" in line or "vulkan" in line]
@@ -272,14 +275,12 @@ def check_whisper(run: Run) -> None:
         raise SmokeError(f"unexpected transcript {text!r}")
 
 
-async def _transcribe(port: int) -> str:
+async def _transcribe(port: int, fmt: AudioFormat, pcm: bytes) -> str:
+    """Return what the Wyoming ASR server on `port` hears in `pcm`."""
     from wyoming.asr import Transcribe, Transcript  # noqa: PLC0415
     from wyoming.audio import AudioChunk, AudioStart, AudioStop  # noqa: PLC0415
     from wyoming.client import AsyncTcpClient  # noqa: PLC0415
 
-    from tests.speech_support import read_wav  # noqa: PLC0415
-
-    fmt, pcm = read_wav(AUDIO)
     async with AsyncTcpClient("127.0.0.1", port) as client:
         await client.write_event(Transcribe(language="en").event())
         await client.write_event(AudioStart(fmt.rate, fmt.width, fmt.channels).event())
@@ -301,27 +302,43 @@ async def _transcribe(port: int) -> str:
 
 
 def check_kokoro(run: Run) -> None:
-    """Check that the Kokoro server starts with the real weights and answers."""
+    """Check that Kokoro speaks with the real weights, and whisper hears the words."""
+    from tests.backends import asr_argv, running, start  # noqa: PLC0415
+    from tests.speech_support import assert_heard, convert  # noqa: PLC0415
+
     run.start("service", "exec /etc/s6-overlay/s6-rc.d/kokoro/run")
     run.wait_for("Wyoming Kokoro", lambda: _port_open(run.addon.port), START_LIMIT)
-    seconds, peak = asyncio.run(_synthesize(run.addon.port, SENTENCE))
+    fmt, pcm = asyncio.run(_synthesize(run.addon.port, SENTENCE))
+    samples = array.array("h", pcm)
+    seconds = len(samples) / fmt.rate
+    peak = max(map(abs, samples), default=0)
     print(f"smoke: Kokoro spoke {SENTENCE!r}: {seconds:.2f} s of audio, peak {peak}")
     if seconds < 1 or peak < 1000:
         raise SmokeError("Kokoro's audio is too short or silent")
+    # whisper.cpp from scripts/backends, on the host side of the same loopback.
+    with running(start("whisper", asr_argv(), "wyoming", run.work)) as asr:
+        asr_format = AudioFormat(16000, 2, 1)
+        heard = asyncio.run(
+            _transcribe(asr.port, asr_format, convert(pcm, fmt, asr_format))
+        )
+    print(f"smoke: whisper heard Kokoro say {heard!r}")
+    assert_heard(heard, SENTENCE, min_ratio=0.6, landmarks=("kitchen",))
 
 
-# Only Japanese Kokoro voices ship in a package registry (scripts/backends).
-SENTENCE = "キッチンの電気をつけました。"
+# Only Japanese Kokoro voices ship in a package registry (scripts/backends); a
+# Japanese voice reads a sentence in Latin letters as English, which whisper
+# tiny.en can check.
+SENTENCE = "Turn on the kitchen light, please."
 
 
-async def _synthesize(port: int, text: str) -> tuple[float, int]:
-    """Return the seconds of audio and the peak sample Kokoro sends for `text`."""
+async def _synthesize(port: int, text: str) -> tuple[AudioFormat, bytes]:
+    """Return the format and PCM of the audio Kokoro sends for `text`."""
     from wyoming.audio import AudioChunk, AudioStop  # noqa: PLC0415
     from wyoming.client import AsyncTcpClient  # noqa: PLC0415
     from wyoming.tts import Synthesize, SynthesizeVoice  # noqa: PLC0415
 
-    samples = array.array("h")
-    rate = 0
+    pcm = bytearray()
+    fmt: AudioFormat | None = None
     async with AsyncTcpClient("127.0.0.1", port) as client:
         voice = SynthesizeVoice(name="jf_alpha")
         await client.write_event(Synthesize(text=text, voice=voice).event())
@@ -331,11 +348,13 @@ async def _synthesize(port: int, text: str) -> tuple[float, int]:
                 break
             if AudioChunk.is_type(event.type):
                 chunk = AudioChunk.from_event(event)
-                rate = chunk.rate
-                samples.frombytes(chunk.audio)
-    if not rate:
+                fmt = AudioFormat(chunk.rate, chunk.width, chunk.channels)
+                pcm += chunk.audio
+    if fmt is None:
         raise SmokeError("Kokoro sent no audio")
-    return len(samples) / rate, max(map(abs, samples), default=0)
+    if fmt.width != 2 or fmt.channels != 1:
+        raise SmokeError(f"Kokoro sent {fmt}, not 16-bit mono")
+    return fmt, bytes(pcm)
 
 
 # --- the add-ons --------------------------------------------------------------------
