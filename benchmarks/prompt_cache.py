@@ -82,7 +82,7 @@ from custom_components.local_voice.const import (  # noqa: E402
 )
 from tests.backends import QWEN, QWEN_TEMPLATE, llama_argv, start  # noqa: E402
 from tests.common import llama_entry  # noqa: E402
-from tests.conversation_support import RecordingProxy, is_warm_up  # noqa: E402
+from tests.conversation_support import RecordingProxy  # noqa: E402
 
 AREAS = {
     "kitchen": ("Kitchen", "ground"),
@@ -331,26 +331,31 @@ async def run(order: str, server_url: str, plan: list[Chat]) -> list[WarmUp]:
         await hass.async_block_till_done(wait_background_tasks=True)
         warm_ups: list[WarmUp] = []
         seen = 0
+        # local_voice's slot manager records each warm-up it sent (core sends none).
+        recorded = entry.runtime_data.slots.warmups if platform == "local_voice" else []
+        listed: set[tuple[str, int]] = set()
 
         def new_chat_request(when: str) -> dict[str, int] | None:
-            """Sort the exchanges since the last call: warm-ups, then the chat's own."""
+            """List the warm-ups since the last call; return the chat's own timings.
+
+            A chat's first request is answered before any warm-up it causes starts.
+            """
             nonlocal seen
             exchanges, seen = proxy.exchanges[seen:], len(proxy.exchanges)
-            first: dict[str, int] | None = None
-            for body, answer in exchanges:
-                request = json.loads(body)
-                if is_warm_up(request):
-                    warm_ups.append(WarmUp(when, request["id_slot"], _timings(answer)))
-                    print(
-                        f"  {order:<11} {'warm-up':<9} {when:<12}"
-                        f" evaluated {warm_ups[-1].timings['prompt_n']:>5}"
-                        f"  cached {warm_ups[-1].timings['cache_n']:>5}"
-                        f"  (slot {request['id_slot']})",
-                        flush=True,
-                    )
-                elif first is None:
-                    first = _timings(answer)
-            return first
+            new = [w for w in recorded if (w["time"], w["slot"]) not in listed]
+            listed.update((w["time"], w["slot"]) for w in new)
+            for record in new:
+                timings = {"prompt_n": record["prompt_n"], "cache_n": record["cache_n"]}
+                warm_ups.append(WarmUp(when, record["slot"], timings))
+                print(
+                    f"  {order:<11} {'warm-up':<9} {when:<12}"
+                    f" evaluated {timings['prompt_n']:>5}"
+                    f"  cached {timings['cache_n']:>5}"
+                    f"  (slot {record['slot']})",
+                    flush=True,
+                )
+            chats = exchanges[: len(exchanges) - len(new)]
+            return _timings(chats[0][1]) if chats else None
 
         new_chat_request("at start")
         agent_id = next(

@@ -53,11 +53,13 @@ def llama_entry(
     )
 
 
-def wyoming_entry(service: str, port: int, host: str = "127.0.0.1") -> MockConfigEntry:
-    """Return an ASR or TTS entry for a Wyoming server."""
+def wyoming_entry(
+    service: str, port: int, host: str = "127.0.0.1", title: str | None = None
+) -> MockConfigEntry:
+    """Return an ASR or TTS entry for a Wyoming server (titled as the flow would)."""
     return MockConfigEntry(
         domain=DOMAIN,
-        title=f"Wyoming {service}",
+        title=title or f"Wyoming {service}",
         unique_id=f"{service}-{host}-{port}",
         data={CONF_SERVICE: service, CONF_HOST: host, CONF_PORT: port},
     )

@@ -19,6 +19,7 @@ from aiohttp import ClientSession, web
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.local_voice.const import DOMAIN
+from custom_components.local_voice.coordinator import LlamaServerData
 from homeassistant.components import conversation
 from homeassistant.components.homeassistant.exposed_entities import (
     async_expose_entity,
@@ -164,14 +165,6 @@ def sse_events(name: str) -> list[bytes]:
 Handler = Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamResponse]]
 
 
-def is_warm_up(body: dict[str, Any]) -> bool:
-    """Return True for the agent's slot warm-up (no chat: an empty user turn)."""
-    return body.get("max_tokens") == 1 and body["messages"][-1] == {
-        "role": "user",
-        "content": "",
-    }
-
-
 WARM_UP_DONE = [
     b'data: {"choices":[{"finish_reason":"length","index":0,"delta":{}}],'
     b'"timings":{"prompt_n":0,"cache_n":0}}\n\n',
@@ -179,21 +172,32 @@ WARM_UP_DONE = [
 ]
 
 
+def warming(hass: HomeAssistant) -> bool:
+    """Whether a slot manager of local_voice is sending a warm-up right now."""
+    return any(
+        isinstance(data := getattr(entry, "runtime_data", None), LlamaServerData)
+        and data.slots.warming is not None
+        for entry in hass.config_entries.async_entries(DOMAIN)
+    )
+
+
 class FakeLlama:
     """A loopback llama-server stand-in for malformed streams; records request bodies.
 
     `answers` is a list of handlers, one per chat request in order (the last repeats).
-    Slot warm-ups get `warm_up` (by default a finished empty answer) and are kept
-    apart in `warm_ups`.
+    Requests that come while the slot manager of `hass` warms a slot get `warm_up`
+    (by default a finished empty answer) and are kept apart in `warm_ups`.
     """
 
     def __init__(
         self,
+        hass: HomeAssistant | None,
         answers: list[Handler],
         props: dict[str, Any] | None = None,
         warm_up: Handler | None = None,
     ) -> None:
         """Keep the answers (and /props changes); call `start` to listen."""
+        self.hass = hass
         self.answers = answers
         self.warm_up = warm_up or replay(WARM_UP_DONE)
         self.props_changes = props or {}
@@ -224,7 +228,7 @@ class FakeLlama:
 
         async def chat(request: web.Request) -> web.StreamResponse:
             body = await request.json()
-            if is_warm_up(body):
+            if self.hass is not None and warming(self.hass):
                 self.warm_ups.append(body)
                 return await self.warm_up(request, body)
             self.requests.append(body)

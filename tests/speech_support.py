@@ -31,7 +31,7 @@ from wyoming.info import (
     TtsVoice,
 )
 
-from custom_components.local_voice.wyoming_speech import AudioFormat, PcmConverter
+from custom_components.local_voice.wyoming_client.audio import AudioFormat, PcmConverter
 
 AUDIO_DIR = Path(__file__).parent / "fixtures" / "audio"
 KITCHEN_WAV = AUDIO_DIR / "turn_on_kitchen_light.wav"

@@ -88,7 +88,7 @@ async def test_free_text(hass: HomeAssistant, llama_chat_server: Backend) -> Non
 
 async def test_failure_raises_for_the_caller(hass: HomeAssistant) -> None:
     """An automation calling the task gets an error it can handle, with the reason."""
-    fake = await FakeLlama([http_error(500, "boom")]).start()
+    fake = await FakeLlama(hass, [http_error(500, "boom")]).start()
     try:
         await _setup(hass, fake.url)
         with pytest.raises(HomeAssistantError, match=r"HTTP 500: boom"):
@@ -104,7 +104,7 @@ async def test_image_attachment(hass: HomeAssistant, tmp_path: Path) -> None:
     projector in /props and answers with a recorded stream.
     """
     fake = await FakeLlama(
-        [replay(sse_events("answer.sse"))], props={"modalities": {"vision": True}}
+        hass, [replay(sse_events("answer.sse"))], props={"modalities": {"vision": True}}
     ).start()
     try:
         await _setup(hass, fake.url)

@@ -18,6 +18,7 @@ from custom_components.local_voice.const import (
     CONF_SERVICE,
     CONF_TEMPERATURE,
     CONF_TOP_P,
+    DEFAULT_CONVERSATION_NAME,
     DOMAIN,
     RECOMMENDED_AI_TASK_OPTIONS,
     RECOMMENDED_CONVERSATION_OPTIONS,
@@ -32,6 +33,7 @@ from homeassistant.const import (
     CONF_API_KEY,
     CONF_HOST,
     CONF_LLM_HASS_API,
+    CONF_NAME,
     CONF_PORT,
     CONF_PROMPT,
     CONF_URL,
@@ -437,26 +439,34 @@ async def test_subentries(hass: HomeAssistant, llama_tools_server: Backend) -> N
         context={"source": config_entries.SOURCE_USER},
     )
     assert result["step_id"] == "init"
+    schema = result["data_schema"].schema
+    name = next(key for key in schema if key == CONF_NAME)
+    assert name.default() == DEFAULT_CONVERSATION_NAME
     result = await hass.config_entries.subentries.async_configure(
-        result["flow_id"], options
+        result["flow_id"], {CONF_NAME: "Kitchen butler", **options}
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "Kitchen butler"
     expected = {k: v for k, v in options.items() if k != CONF_LLM_HASS_API}
     assert result["data"] == expected
     await hass.async_block_till_done()  # the entry reloads with its new agent
     assert entry.state is config_entries.ConfigEntryState.LOADED
+    assert hass.states.get("conversation.kitchen_butler") is not None
 
     ai_task = next(
         s for s in entry.subentries.values() if s.subentry_type == SUBENTRY_AI_TASK
     )
     result = await entry.start_subentry_reconfigure_flow(hass, ai_task.subentry_id)
-    assert CONF_PROMPT not in result["data_schema"].schema
+    schema = result["data_schema"].schema
+    assert CONF_PROMPT not in schema
+    assert next(key for key in schema if key == CONF_NAME).default() == ai_task.title
     new = {**RECOMMENDED_AI_TASK_OPTIONS, CONF_MAX_TOKENS: 200}
     result = await hass.config_entries.subentries.async_configure(
-        result["flow_id"], new
+        result["flow_id"], {CONF_NAME: "Summaries", **new}
     )
     assert result["reason"] == "reconfigure_successful"
     assert entry.subentries[ai_task.subentry_id].data == new
+    assert entry.subentries[ai_task.subentry_id].title == "Summaries"
     await hass.async_block_till_done()
     assert len(entry.subentries) == 3
 

@@ -20,8 +20,7 @@ from custom_components.local_voice.const import (
     CONF_MAX_TOKENS,
     CONF_TEMPERATURE,
 )
-from custom_components.local_voice.llm_entity import chat_state
-from custom_components.local_voice.prompt import CONTEXT_OPEN
+from custom_components.local_voice.messages import CONTEXT_OPEN
 from homeassistant.components import conversation
 from homeassistant.const import CONF_LLM_HASS_API
 from homeassistant.core import Context, HomeAssistant
@@ -36,7 +35,6 @@ from .conversation_support import (
     async_setup_home,
     chat_log_of,
     converse,
-    is_warm_up,
     speech,
 )
 
@@ -121,7 +119,7 @@ async def test_tool_call_then_loop_limit(
     assert speech(result) == "I gave up after 2 rounds of tool calls without an answer"
     assert result.response.response_type is intent.IntentResponseType.ERROR
 
-    timings = list(chat_state(entry.runtime_data).timings)
+    timings = list(entry.runtime_data.slots.timings)
     assert len(timings) == 2
     assert timings[1]["cache_n"] > timings[1]["prompt_n"]  # the loop reuses the cache
 
@@ -177,11 +175,11 @@ async def test_new_chats_share_the_prefix(
         requests = proxy.requests
     finally:
         await proxy.stop()
-    warm_ups = [r for r in requests if is_warm_up(r)]
-    chats = [r for r in requests if not is_warm_up(r)]
-    assert len(chats) == 3
     # Before any chat, one warm-up per slot with the chats' system message and tools.
-    assert requests[:2] == warm_ups
+    state = entry.runtime_data.slots
+    assert sorted(w["slot"] for w in state.warmups) == [0, 1]
+    warm_ups, chats = requests[:2], requests[2:]
+    assert len(chats) == 3
     assert sorted(r["id_slot"] for r in warm_ups) == [0, 1]
     for warm_up in warm_ups:
         assert warm_up["messages"] == [
@@ -229,7 +227,6 @@ async def test_new_chats_share_the_prefix(
         )["tokens"]
     )
     # Each slot holds the prefix after its warm-up, read then or by an earlier test.
-    state = chat_state(entry.runtime_data)
     assert [w["prompt_n"] + w["cache_n"] > prefix_tokens for w in state.warmups] == [
         True,
         True,

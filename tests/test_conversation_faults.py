@@ -26,7 +26,6 @@ from custom_components.local_voice.const import (
     DOMAIN,
     UPDATE_INTERVAL_SECONDS,
 )
-from custom_components.local_voice.llm_entity import chat_state
 from homeassistant.components import conversation
 from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.const import CONF_API_KEY, CONF_LLM_HASS_API, STATE_UNAVAILABLE
@@ -98,8 +97,10 @@ async def fake() -> AsyncIterator[list[FakeLlama]]:
         await item.stop()
 
 
-async def _fake(fakes: list[FakeLlama], *answers: Any) -> FakeLlama:
-    server = await FakeLlama(list(answers)).start()
+async def _fake(
+    hass: HomeAssistant, fakes: list[FakeLlama], *answers: Any
+) -> FakeLlama:
+    server = await FakeLlama(hass, list(answers)).start()
     fakes.append(server)
     return server
 
@@ -123,7 +124,7 @@ async def test_malformed_sse_line(hass: HomeAssistant, fake: list[FakeLlama]) ->
     """A line that is not JSON: what was said stays, then the user hears the fault."""
     events = sse_events("answer.sse")
     broken = [*events[:4], b"data: {not json\n\n", *events[4:]]
-    server = await _fake(fake, replay(broken))
+    server = await _fake(hass, fake, replay(broken))
     await setup_entry(hass, llama_entry(server.url, CHAT))
     result = await converse(hass, "Say hello to Alice")
     _assert_error(result, "sent an answer I could not read ({not json)")
@@ -136,7 +137,7 @@ async def test_malformed_sse_line(hass: HomeAssistant, fake: list[FakeLlama]) ->
 async def test_unknown_sse_field(hass: HomeAssistant, fake: list[FakeLlama]) -> None:
     """A line that is not SSE at all (a proxy's HTML) is reported, not raised."""
     events = sse_events("answer.sse")
-    server = await _fake(fake, replay([events[0], b"<html>502</html>\n\n"]))
+    server = await _fake(hass, fake, replay([events[0], b"<html>502</html>\n\n"]))
     await setup_entry(hass, llama_entry(server.url, CHAT))
     _assert_error(await converse(hass, "Hi"), "could not read (<html>502</html>)")
 
@@ -144,7 +145,7 @@ async def test_unknown_sse_field(hass: HomeAssistant, fake: list[FakeLlama]) -> 
 async def test_truncated_stream(hass: HomeAssistant, fake: list[FakeLlama]) -> None:
     """The stream ends without finish_reason or [DONE]: the answer was cut off."""
     events = sse_events("answer.sse")
-    server = await _fake(fake, replay(events[:5]))
+    server = await _fake(hass, fake, replay(events[:5]))
     await setup_entry(hass, llama_entry(server.url, CHAT))
     _assert_error(await converse(hass, "Hi"), "answer stopped before it was finished")
 
@@ -152,7 +153,7 @@ async def test_truncated_stream(hass: HomeAssistant, fake: list[FakeLlama]) -> N
 async def test_connection_dropped(hass: HomeAssistant, fake: list[FakeLlama]) -> None:
     """The connection drops in the middle of the chunked body."""
     events = sse_events("answer.sse")
-    server = await _fake(fake, replay(events[:5], close_early=True))
+    server = await _fake(hass, fake, replay(events[:5], close_early=True))
     await setup_entry(hass, llama_entry(server.url, CHAT))
     _assert_error(await converse(hass, "Hi"), "connection to the language model")
 
@@ -185,7 +186,7 @@ async def test_http_errors(
     expected: str,
 ) -> None:
     """HTTP errors from a proxy or the server are said, with the status."""
-    server = await _fake(fake, http_error(status, body, content_type))
+    server = await _fake(hass, fake, http_error(status, body, content_type))
     await setup_entry(hass, llama_entry(server.url, CHAT))
     _assert_error(await converse(hass, "Hi"), expected)
 
@@ -208,7 +209,7 @@ async def test_server_that_does_not_stream(
         ],
         "timings": {"prompt_n": 12, "cache_n": 30},
     }
-    server = await _fake(fake, json_answer(answer))
+    server = await _fake(hass, fake, json_answer(answer))
     await setup_entry(hass, llama_entry(server.url, CHAT))
     result = await converse(hass, "Say hello to Alice")
     assert speech(result) == "Hello Alice!"
@@ -273,6 +274,7 @@ async def test_tool_call_arguments(
     """
     await async_setup_home(hass)
     server = await _fake(
+        hass,
         fake,
         replay(_tool_call_with_arguments(arguments)),
         replay(sse_events("answer.sse")),
@@ -308,7 +310,10 @@ async def test_two_tool_calls_by_index(
     """Parallel tool calls (recorded) are assembled by index and both run."""
     await async_setup_home(hass)
     server = await _fake(
-        fake, replay(sse_events("two_tool_calls.sse")), replay(sse_events("answer.sse"))
+        hass,
+        fake,
+        replay(sse_events("two_tool_calls.sse")),
+        replay(sse_events("answer.sse")),
     )
     await setup_entry(hass, llama_entry(server.url, {CONF_TEMPERATURE: 0.0}))
     result = await converse(hass, "Kitchen light on, bedroom light off")
@@ -370,7 +375,7 @@ async def test_history_trimmed_to_the_context(
     assert users[-1].endswith("What was my last question?")
     assert not any(u.startswith("Question 0:") for u in users)
     assert users[0].startswith(f"Question {7 - len(users)}:")
-    timings = chat_state(entry.runtime_data).timings[-1]
+    timings = entry.runtime_data.slots.timings[-1]
     assert timings["prompt_n"] + timings["cache_n"] <= N_CTX - 48
 
 

@@ -67,7 +67,7 @@ async def test_thinking_is_never_spoken(
     Prior reasoning is sent back only when the option says so.
     """
     fake = await FakeLlama(
-        [replay(sse_events(f"{fixture}.sse")), replay(sse_events("answer.sse"))]
+        hass, [replay(sse_events(f"{fixture}.sse")), replay(sse_events("answer.sse"))]
     ).start()
     fakes.append(fake)
     await setup_entry(

@@ -55,22 +55,29 @@ async def _tick(hass: HomeAssistant) -> None:
 
 
 @pytest.mark.parametrize(
-    ("service", "fixture", "domain"),
-    [(SERVICE_ASR, "asr_server", "stt"), (SERVICE_TTS, "tts_server", "tts")],
+    ("service", "fixture", "title", "entity_id"),
+    [
+        (SERVICE_ASR, "asr_server", "whisper.cpp", "stt.whisper_cpp"),
+        (SERVICE_TTS, "tts_server", "Kokoro", "tts.kokoro"),
+    ],
 )
 async def test_wyoming_setup_unload(
     hass: HomeAssistant,
     request: pytest.FixtureRequest,
     service: str,
     fixture: str,
-    domain: str,
+    title: str,
+    entity_id: str,
 ) -> None:
-    """A Wyoming entry loads its one platform and unloads cleanly."""
+    """A Wyoming entry loads its one platform, named as the server, and unloads."""
     server: Backend = request.getfixturevalue(fixture)
-    entry = await setup_entry(hass, wyoming_entry(service, server.port))
+    entry = await setup_entry(hass, wyoming_entry(service, server.port, title=title))
     assert entry.state is ConfigEntryState.LOADED
+    domain = entity_id.split(".", maxsplit=1)[0]
     states = _states(hass, entry.entry_id)
     assert list(states) == [domain]
+    registered = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+    assert [entity.entity_id for entity in registered] == [entity_id]
     assert states[domain] != STATE_UNAVAILABLE
     assert await hass.config_entries.async_unload(entry.entry_id)
     assert entry.state is ConfigEntryState.NOT_LOADED
@@ -160,6 +167,11 @@ async def test_diagnostics(
     # The conversation agent warmed both slots at start.
     assert [held["slot"] for held in chat["held"]] == [0, 1]
     assert [warm_up["slot"] for warm_up in chat["warmups"]] == [0, 1]
+    # What /slots says of each slot: its context, whether it is busy; no prompts.
+    assert diagnostics["server_slots"] == [
+        {"id": 0, "n_ctx": 4096, "is_processing": False},
+        {"id": 1, "n_ctx": 4096, "is_processing": False},
+    ]
 
     entry = await setup_entry(hass, wyoming_entry(SERVICE_TTS, tts_server.port))
     diagnostics = await async_get_config_entry_diagnostics(hass, entry)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from pathlib import Path
 import re
@@ -10,6 +11,7 @@ import subprocess
 from typing import Any
 
 from awesomeversion import AwesomeVersion
+from packaging.requirements import Requirement
 
 from custom_components.local_voice.config_flow import NO_SERVICE_ERROR
 from custom_components.local_voice.const import SERVICE_ASR, SERVICE_LLAMA, SERVICE_TTS
@@ -47,6 +49,16 @@ def test_manifest() -> None:
     keys = list(manifest)[2:]
     assert keys == sorted(keys)
     assert (COMPONENT / "brand" / "icon.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_requirements_are_ranges() -> None:
+    """Compatible ranges, not pins (core's wyoming moves), that hold what is tested."""
+    for line in _load(COMPONENT / "manifest.json")["requirements"]:
+        requirement = Requirement(line)
+        assert not any(spec.operator == "==" for spec in requirement.specifier), line
+        assert requirement.specifier.contains(
+            importlib.metadata.version(requirement.name)
+        )
 
 
 def test_hacs_minimum_version_is_tested() -> None:

@@ -19,7 +19,7 @@ from pytest_homeassistant_custom_component.common import (
 
 from custom_components.local_voice import stt as lv_stt
 from custom_components.local_voice.const import DOMAIN, SERVICE_ASR, SERVICE_TTS
-from custom_components.local_voice.wyoming_speech import SPEECH_FORMAT
+from custom_components.local_voice.wyoming_client.audio import SPEECH_FORMAT
 from homeassistant.components import conversation, stt, tts
 from homeassistant.components.assist_pipeline import (
     AudioSettings,

@@ -9,17 +9,19 @@ from freezegun.api import FrozenDateTimeFactory
 import pytest
 
 from custom_components.local_voice.const import DOMAIN
-from custom_components.local_voice.prompt import (
+from custom_components.local_voice.messages import (
     CONTEXT_OPEN,
+    build_messages,
+    turns,
+)
+from custom_components.local_voice.prompt import (
     PromptParts,
     async_build_prompt_parts,
     async_static_prompt_parts,
-    build_messages,
     canonical,
     is_device_line,
     render_instructions,
     split_api_prompt,
-    turns,
 )
 from homeassistant.components import conversation
 from homeassistant.core import Context, HomeAssistant

@@ -28,7 +28,7 @@ from custom_components.local_voice.diagnostics import (
     async_get_config_entry_diagnostics,
 )
 from custom_components.local_voice.stt import LocalVoiceSpeechToText
-from custom_components.local_voice.wyoming_speech import AudioFormat
+from custom_components.local_voice.wyoming_client.audio import AudioFormat
 from homeassistant.components import stt
 from homeassistant.components.stt.const import DATA_COMPONENT
 from homeassistant.const import STATE_UNAVAILABLE
@@ -93,7 +93,7 @@ async def test_languages_and_formats(hass: HomeAssistant, asr_server: Backend) -
     assert not entity.check_metadata(metadata(language="xx"))
     assert not entity.check_metadata(metadata(format=stt.AudioFormats.OGG))
     assert entity.audio_processing.requires_external_vad  # from the server's info
-    assert entity.name == "whisper.cpp"
+    assert entity.name is None  # named as its device: the server
 
 
 async def test_transcribes_while_audio_streams(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from custom_components.local_voice.const import CONF_MAX_TOKENS, CONF_TEMPERATURE
-from custom_components.local_voice.llm_entity import ChatState, chat_state
+from custom_components.local_voice.slots import SlotManager
 from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 
@@ -39,7 +39,7 @@ OPTIONS = {
 }
 
 
-async def _chat(hass: HomeAssistant, state: ChatState, device_id: str) -> dict:
+async def _chat(hass: HomeAssistant, state: SlotManager, device_id: str) -> dict:
     """Send a new chat from a device; return its request's timings."""
     before = len(state.timings)
     await converse(hass, "Hello", device_id=device_id)
@@ -63,13 +63,13 @@ async def test_slots_warm_again_after_restarts(
     server: Backend = start("llama-warm", argv, "http", backend_logs)
     try:
         entry = await setup_entry(hass, llama_entry(server.url, OPTIONS))
-        state = chat_state(entry.runtime_data)
+        state = entry.runtime_data.slots
         # At start: both slots of the fresh server read the prefix once.
         assert [w["slot"] for w in state.warmups] == [0, 1]
         assert all(_read_prefix(w) for w in state.warmups)
         kitchen_chat = await _chat(hass, state, kitchen)
         bedroom_chat = await _chat(hass, state, bedroom)
-        assert {state.slots[(s, d)] for (s, d) in state.slots} == {0, 1}
+        assert {state.pinned[(s, d)] for (s, d) in state.pinned} == {0, 1}
         assert not _read_prefix(kitchen_chat)
         assert not _read_prefix(bedroom_chat)
 
@@ -85,10 +85,10 @@ async def test_slots_warm_again_after_restarts(
 
         # Down long enough for the coordinator to see it: warmed again when back.
         server.stop()
-        await entry.runtime_data.async_refresh()
+        await entry.runtime_data.coordinator.async_refresh()
         assert hass.states.get(agent_id(hass)).state == STATE_UNAVAILABLE
         server = start("llama-warm", argv, "http", backend_logs, port=server.port)
-        await entry.runtime_data.async_refresh()
+        await entry.runtime_data.coordinator.async_refresh()
         await hass.async_block_till_done(wait_background_tasks=True)
         assert [w["slot"] for w in list(state.warmups)[3:]] == [0, 1]
         assert all(_read_prefix(w) for w in list(state.warmups)[3:])
@@ -101,12 +101,13 @@ async def test_slots_warm_again_after_restarts(
 async def test_failed_warm_up_costs_nothing(hass: HomeAssistant) -> None:
     """A server that refuses the warm-up: the agent loads and answers all the same."""
     fake = await FakeLlama(
+        hass,
         [replay(sse_events("answer.sse"))],
         warm_up=http_error(500, "warm-up refused"),
     ).start()
     try:
         entry = await setup_entry(hass, llama_entry(fake.url, OPTIONS))
-        state = chat_state(entry.runtime_data)
+        state = entry.runtime_data.slots
         assert len(fake.warm_ups) == 1  # the first refusal stops the warm-up
         assert not state.warmups
         assert state.held == {}  # nothing is believed warm

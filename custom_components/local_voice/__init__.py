@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
+from typing import Any
+
 from homeassistant.const import CONF_API_KEY, CONF_HOST, CONF_PORT, CONF_URL, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
-from .const import CONF_SERVICE, SERVICE_ASR, SERVICE_LLAMA, SERVICE_TTS
+from .const import CONF_SERVICE, DOMAIN, SERVICE_ASR, SERVICE_LLAMA, SERVICE_TTS
 from .coordinator import (
     LlamaServerCoordinator,
+    LlamaServerData,
     LocalVoiceConfigEntry,
     WyomingCoordinator,
+    WyomingData,
 )
-from .llama_server import LlamaServerClient
-from .wyoming_service import WyomingServer
+from .llama_server.client import LlamaServerClient
+from .slots import SlotManager
+from .wyoming_client.server import WyomingServer
 
 PLATFORMS_BY_SERVICE: dict[str, list[Platform]] = {
     SERVICE_LLAMA: [Platform.AI_TASK, Platform.CONVERSATION],
@@ -24,19 +30,25 @@ PLATFORMS_BY_SERVICE: dict[str, list[Platform]] = {
 
 async def async_setup_entry(hass: HomeAssistant, entry: LocalVoiceConfigEntry) -> bool:
     """Connect to the entry's server; HA retries while it is down."""
-    coordinator: LlamaServerCoordinator | WyomingCoordinator
     if entry.data[CONF_SERVICE] == SERVICE_LLAMA:
         client = LlamaServerClient(
             async_get_clientsession(hass),
             entry.data[CONF_URL],
             entry.data.get(CONF_API_KEY),
         )
-        coordinator = LlamaServerCoordinator(hass, entry, client)
+
+        def schedule(job: Coroutine[Any, Any, None], name: str) -> None:
+            entry.async_create_background_task(hass, job, f"{DOMAIN} {name}")
+
+        slots = SlotManager(client, schedule)
+        coordinator = LlamaServerCoordinator(hass, entry, client, slots)
+        await coordinator.async_config_entry_first_refresh()
+        entry.runtime_data = LlamaServerData(client, coordinator, slots)
     else:
         server = WyomingServer(entry.data[CONF_HOST], entry.data[CONF_PORT])
-        coordinator = WyomingCoordinator(hass, entry, server)
-    await coordinator.async_config_entry_first_refresh()
-    entry.runtime_data = coordinator
+        wyoming = WyomingCoordinator(hass, entry, server)
+        await wyoming.async_config_entry_first_refresh()
+        entry.runtime_data = WyomingData(server, wyoming)
 
     await hass.config_entries.async_forward_entry_setups(
         entry, PLATFORMS_BY_SERVICE[entry.data[CONF_SERVICE]]

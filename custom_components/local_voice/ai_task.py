@@ -15,7 +15,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util.json import json_loads
 
 from .const import DOMAIN, LOGGER, SUBENTRY_AI_TASK
-from .coordinator import LlamaConfigEntry, LlamaServerCoordinator
+from .coordinator import LlamaConfigEntry, LlamaServerData
 from .llm_entity import LocalVoiceLLMEntity
 
 PARALLEL_UPDATES = 0
@@ -42,13 +42,11 @@ async def async_setup_entry(
 class LocalVoiceAITaskEntity(ai_task.AITaskEntity, LocalVoiceLLMEntity):
     """Generates data (free text, or JSON following the task's structure)."""
 
-    def __init__(
-        self, coordinator: LlamaServerCoordinator, subentry: ConfigSubentry
-    ) -> None:
+    def __init__(self, data: LlamaServerData, subentry: ConfigSubentry) -> None:
         """Accept image attachments when the server has a vision projector."""
-        super().__init__(coordinator, subentry)
+        super().__init__(data, subentry)
         self._attr_supported_features = ai_task.AITaskEntityFeature.GENERATE_DATA
-        if coordinator.data.supports_vision:
+        if data.coordinator.data.supports_vision:
             self._attr_supported_features |= (
                 ai_task.AITaskEntityFeature.SUPPORT_ATTACHMENTS
             )

@@ -8,36 +8,21 @@ from typing import Any, Final
 import probatio as vol
 
 from homeassistant.config_entries import (
-    SOURCE_RECONFIGURE,
     ConfigEntry,
-    ConfigEntryState,
     ConfigFlow,
     ConfigFlowResult,
     ConfigSubentryData,
     ConfigSubentryFlow,
-    SubentryFlowResult,
 )
 from homeassistant.const import (
     CONF_API_KEY,
     CONF_HOST,
-    CONF_LLM_HASS_API,
     CONF_PORT,
-    CONF_PROMPT,
     CONF_URL,
 )
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers import llm
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
-    BooleanSelector,
-    NumberSelector,
-    NumberSelectorConfig,
-    NumberSelectorMode,
-    SelectOptionDict,
-    SelectSelector,
-    SelectSelectorConfig,
-    SelectSelectorMode,
-    TemplateSelector,
     TextSelector,
     TextSelectorConfig,
     TextSelectorType,
@@ -45,13 +30,7 @@ from homeassistant.helpers.selector import (
 from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 
 from .const import (
-    CONF_MAX_HISTORY,
-    CONF_MAX_TOKENS,
-    CONF_REASONING_EFFORT,
-    CONF_SEND_REASONING,
     CONF_SERVICE,
-    CONF_TEMPERATURE,
-    CONF_TOP_P,
     DEFAULT_AI_TASK_NAME,
     DEFAULT_ASR_PORT,
     DEFAULT_CONVERSATION_NAME,
@@ -59,7 +38,6 @@ from .const import (
     DEFAULT_TTS_PORT,
     DOMAIN,
     LOGGER,
-    REASONING_EFFORTS,
     RECOMMENDED_AI_TASK_OPTIONS,
     RECOMMENDED_CONVERSATION_OPTIONS,
     SERVICE_ASR,
@@ -68,17 +46,12 @@ from .const import (
     SUBENTRY_AI_TASK,
     SUBENTRY_CONVERSATION,
 )
-from .llama_server import (
-    CannotConnect,
-    InvalidAuth,
-    LlamaServerClient,
-    NotLlamaServer,
-    ServerProps,
-)
-from .wyoming_service import WyomingError, WyomingServer, installed_programs
+from .llama_server.client import LlamaServerClient, ServerProps
+from .llama_server.errors import InvalidAuth, LlamaServerError, NotLlamaServer
+from .subentry_flow import LlamaSubentryFlow
+from .wyoming_client.connection import WyomingError
+from .wyoming_client.server import WyomingServer, installed_programs
 
-SLIDER: Final = NumberSelectorMode.SLIDER
-BOX: Final = NumberSelectorMode.BOX
 NO_SERVICE_ERROR: Final = {SERVICE_ASR: "no_asr_service", SERVICE_TTS: "no_tts_service"}
 
 
@@ -122,7 +95,7 @@ async def _async_check_llama(
     except NotLlamaServer as err:
         LOGGER.debug("%s is not llama-server: %s", data[CONF_URL], err)
         return None, {"base": "not_llama_server"}
-    except CannotConnect as err:
+    except LlamaServerError as err:
         LOGGER.debug("Cannot connect to %s: %s", data[CONF_URL], err)
         return None, {"base": "cannot_connect"}
 
@@ -405,91 +378,3 @@ class LocalVoiceConfigFlow(ConfigFlow, domain=DOMAIN):
             SUBENTRY_CONVERSATION: LlamaSubentryFlow,
             SUBENTRY_AI_TASK: LlamaSubentryFlow,
         }
-
-
-class LlamaSubentryFlow(ConfigSubentryFlow):
-    """Add or change a conversation agent or an AI task entity."""
-
-    async def async_step_user(
-        self, user_input: dict[str, Any] | None = None
-    ) -> SubentryFlowResult:
-        """Add a subentry with the recommended options."""
-        return await self.async_step_init(user_input)
-
-    async def async_step_reconfigure(
-        self, user_input: dict[str, Any] | None = None
-    ) -> SubentryFlowResult:
-        """Change a subentry's options."""
-        return await self.async_step_init(user_input)
-
-    async def async_step_init(
-        self, user_input: dict[str, Any] | None = None
-    ) -> SubentryFlowResult:
-        """Show the options; the tool list needs the loaded entry."""
-        if self._get_entry().state is not ConfigEntryState.LOADED:
-            return self.async_abort(reason="entry_not_loaded")
-        conversation = self._subentry_type == SUBENTRY_CONVERSATION
-        if user_input is not None:
-            if not user_input.get(CONF_LLM_HASS_API):
-                user_input.pop(CONF_LLM_HASS_API, None)
-            if self.source == SOURCE_RECONFIGURE:
-                return self.async_update_and_abort(
-                    self._get_entry(), self._get_reconfigure_subentry(), data=user_input
-                )
-            return self.async_create_entry(
-                title=DEFAULT_CONVERSATION_NAME
-                if conversation
-                else DEFAULT_AI_TASK_NAME,
-                data=user_input,
-            )
-        if self.source == SOURCE_RECONFIGURE:
-            current: Mapping[str, Any] = self._get_reconfigure_subentry().data
-        elif conversation:
-            current = RECOMMENDED_CONVERSATION_OPTIONS
-        else:
-            current = RECOMMENDED_AI_TASK_OPTIONS
-        schema = _options_schema(self.hass, conversation)
-        return self.async_show_form(
-            step_id="init",
-            data_schema=self.add_suggested_values_to_schema(schema, current),
-        )
-
-
-def _options_schema(hass: HomeAssistant, conversation: bool) -> vol.Schema:
-    """Return the generation options, plus prompt/API/history for conversations."""
-    schema: dict[vol.Marker, Any] = {}
-    if conversation:
-        apis = [
-            SelectOptionDict(label=api.name, value=api.id)
-            for api in llm.async_get_apis(hass)
-        ]
-        schema[vol.Optional(CONF_PROMPT)] = TemplateSelector()
-        schema[vol.Optional(CONF_LLM_HASS_API)] = SelectSelector(
-            SelectSelectorConfig(options=apis, multiple=True)
-        )
-    schema.update(
-        {
-            vol.Required(CONF_TEMPERATURE): NumberSelector(
-                NumberSelectorConfig(min=0, max=2, step=0.05, mode=SLIDER)
-            ),
-            vol.Required(CONF_TOP_P): NumberSelector(
-                NumberSelectorConfig(min=0, max=1, step=0.05, mode=SLIDER)
-            ),
-            vol.Required(CONF_MAX_TOKENS): NumberSelector(
-                NumberSelectorConfig(min=16, max=32768, step=1, mode=BOX)
-            ),
-            vol.Required(CONF_REASONING_EFFORT): SelectSelector(
-                SelectSelectorConfig(
-                    options=REASONING_EFFORTS,
-                    translation_key=CONF_REASONING_EFFORT,
-                    mode=SelectSelectorMode.DROPDOWN,
-                )
-            ),
-        }
-    )
-    if conversation:
-        schema[vol.Required(CONF_SEND_REASONING)] = BooleanSelector()
-        schema[vol.Required(CONF_MAX_HISTORY)] = NumberSelector(
-            NumberSelectorConfig(min=0, max=100, step=1, mode=BOX)
-        )
-    return vol.Schema(schema)

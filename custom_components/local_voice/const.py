@@ -70,6 +70,8 @@ SPEECH_WIDTH: Final = 2
 SPEECH_CHANNELS: Final = 1
 # TTS option: the speaker of a multi-speaker voice.
 ATTR_SPEAKER: Final = "speaker"
+# Stage timings of recent speech requests kept for diagnostics.
+SPEECH_TIMINGS_KEPT: Final = 20
 # No transcript this long after the end of audio: the ASR server is stuck.
 STT_TIMEOUT_SECONDS: Final = 30
 # No text from the conversation agent this long: the pipeline is gone; speak what came.

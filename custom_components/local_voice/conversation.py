@@ -14,7 +14,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.start import async_at_started
 
 from .const import DOMAIN, SUBENTRY_CONVERSATION
-from .coordinator import LlamaConfigEntry, LlamaServerCoordinator
+from .coordinator import LlamaConfigEntry, LlamaServerData
 from .llm_entity import LocalVoiceLLMEntity
 
 # Requests are limited by the server's slots, not by Home Assistant.
@@ -49,14 +49,10 @@ class LocalVoiceConversationEntity(
     """
 
     _attr_supports_streaming = True
-    _warms_slots = True
-    _server_up = True
 
-    def __init__(
-        self, coordinator: LlamaServerCoordinator, subentry: ConfigSubentry
-    ) -> None:
+    def __init__(self, data: LlamaServerData, subentry: ConfigSubentry) -> None:
         """Offer device control when an LLM API is selected."""
-        super().__init__(coordinator, subentry)
+        super().__init__(data, subentry)
         if subentry.data.get(CONF_LLM_HASS_API):
             self._attr_supported_features = (
                 conversation.ConversationEntityFeature.CONTROL
@@ -72,26 +68,23 @@ class LocalVoiceConversationEntity(
     async def async_added_to_hass(self) -> None:
         """Register as an agent; warm the slots once Home Assistant has started.
 
-        Waiting for the start lets every integration register its LLM tools, so the
-        warmed prefix is the one chats send.
+        Every chat shares this agent's prefix, so the slot manager may warm it (again
+        when the server is back, or after a chat found its slot cold). Waiting for
+        the start lets every integration register its LLM tools, so the warmed
+        prefix is the one chats send.
         """
         await super().async_added_to_hass()
         conversation.async_set_agent(self.hass, self.coordinator.config_entry, self)
+        self.async_on_remove(
+            self.slots.add_prefix_source(
+                self.subentry.subentry_id, self._async_static_prefix
+            )
+        )
         self.async_on_remove(async_at_started(self.hass, self._async_started))
 
     @callback
     def _async_started(self, _hass: HomeAssistant) -> None:
-        self._async_schedule_warm_up()
-
-    @callback
-    def _handle_coordinator_update(self) -> None:
-        """Warm the slots again when the server is back: a restart emptied them."""
-        server_up = self.coordinator.last_update_success
-        if server_up and not self._server_up:
-            self.chat_state.forget(self.subentry.subentry_id)
-            self._async_schedule_warm_up()
-        self._server_up = server_up
-        super()._handle_coordinator_update()
+        self.slots.warm(self.subentry.subentry_id)
 
     @override
     async def async_will_remove_from_hass(self) -> None:

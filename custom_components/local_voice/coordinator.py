@@ -1,8 +1,14 @@
-"""Coordinators that poll each backend, so entities follow the server's availability."""
+"""Each server kind's runtime data, and the coordinators that poll the servers.
+
+`entry.runtime_data` is a `LlamaServerData` or a `WyomingData`: what the platforms,
+diagnostics and the entity base share for one server. The coordinators poll, so
+entities follow the server's availability.
+"""
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -13,24 +19,57 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 
-from .const import DOMAIN, LOGGER, UPDATE_INTERVAL_SECONDS
-from .llama_server import InvalidAuth, LlamaServerClient, LlamaServerError, ServerProps
-from .wyoming_service import WyomingError, WyomingServer
+from .const import DOMAIN, LOGGER, SPEECH_TIMINGS_KEPT, UPDATE_INTERVAL_SECONDS
+from .llama_server.client import LlamaServerClient, ServerProps
+from .llama_server.errors import InvalidAuth, LlamaServerError
+from .slots import SlotManager
+from .wyoming_client.connection import WyomingError
+from .wyoming_client.server import WyomingServer
 
-type LlamaConfigEntry = ConfigEntry[LlamaServerCoordinator]
-type WyomingConfigEntry = ConfigEntry[WyomingCoordinator]
-type LocalVoiceConfigEntry = ConfigEntry[LlamaServerCoordinator | WyomingCoordinator]
+type LlamaConfigEntry = ConfigEntry[LlamaServerData]
+type WyomingConfigEntry = ConfigEntry[WyomingData]
+type LocalVoiceConfigEntry = ConfigEntry[LlamaServerData | WyomingData]
+
+
+@dataclass
+class LlamaServerData:
+    """A llama-server entry's client, coordinator and slot manager."""
+
+    client: LlamaServerClient
+    coordinator: LlamaServerCoordinator
+    slots: SlotManager
+
+
+@dataclass
+class WyomingData:
+    """A Wyoming entry's server, coordinator and recent request timings."""
+
+    client: WyomingServer
+    coordinator: WyomingCoordinator
+    #: Per-request stage timings (STT time, time to first audio, audio length),
+    #: newest last, shown in diagnostics so users can tune their set-up.
+    timings: deque[dict[str, Any]] = field(
+        default_factory=lambda: deque(maxlen=SPEECH_TIMINGS_KEPT)
+    )
 
 
 class LlamaServerCoordinator(DataUpdateCoordinator[ServerProps]):
-    """Polls llama-server's /props: model, context size, slots, tool support."""
+    """Polls llama-server's /props: model, context size, slots, tool support.
+
+    It tells the slot manager the slot count, and when the server is back after
+    being unreachable (a restart emptied the slots).
+    """
 
     config_entry: LlamaConfigEntry
 
     def __init__(
-        self, hass: HomeAssistant, entry: ConfigEntry[Any], client: LlamaServerClient
+        self,
+        hass: HomeAssistant,
+        entry: ConfigEntry[Any],
+        client: LlamaServerClient,
+        slots: SlotManager,
     ) -> None:
-        """Keep the client the platforms use for requests."""
+        """Keep the client it polls with and the slot manager it informs."""
         super().__init__(
             hass,
             LOGGER,
@@ -39,11 +78,12 @@ class LlamaServerCoordinator(DataUpdateCoordinator[ServerProps]):
             update_interval=timedelta(seconds=UPDATE_INTERVAL_SECONDS),
         )
         self.client = client
+        self.slots = slots
 
     async def _async_update_data(self) -> ServerProps:
         """Fetch the server's properties; a refused key starts reauthentication."""
         try:
-            return await self.client.async_get_props()
+            props = await self.client.async_get_props()
         except InvalidAuth as err:
             raise ConfigEntryAuthFailed(
                 translation_domain=DOMAIN, translation_key="invalid_auth"
@@ -54,6 +94,10 @@ class LlamaServerCoordinator(DataUpdateCoordinator[ServerProps]):
                 translation_key="server_unavailable",
                 translation_placeholders={"server": self.client.url, "error": str(err)},
             ) from err
+        self.slots.follow(props.total_slots)
+        if not self.last_update_success:
+            self.slots.server_back()
+        return props
 
 
 class WyomingCoordinator(DataUpdateCoordinator[Info]):
@@ -64,7 +108,7 @@ class WyomingCoordinator(DataUpdateCoordinator[Info]):
     def __init__(
         self, hass: HomeAssistant, entry: ConfigEntry[Any], server: WyomingServer
     ) -> None:
-        """Keep the server address the platforms connect to."""
+        """Keep the server it describes."""
         super().__init__(
             hass,
             LOGGER,
@@ -73,9 +117,6 @@ class WyomingCoordinator(DataUpdateCoordinator[Info]):
             update_interval=timedelta(seconds=UPDATE_INTERVAL_SECONDS),
         )
         self.server = server
-        # Per-request stage timings (STT time, time to first audio, audio length),
-        # newest last, shown in diagnostics so users can tune their set-up.
-        self.timings: deque[dict[str, Any]] = deque(maxlen=20)
 
     async def _async_update_data(self) -> Info:
         """Describe the server."""

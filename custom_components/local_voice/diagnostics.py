@@ -9,29 +9,33 @@ from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.const import CONF_API_KEY
 from homeassistant.core import HomeAssistant
 
-from .coordinator import LlamaServerCoordinator, LocalVoiceConfigEntry
-from .llm_entity import chat_state
-from .wyoming_service import installed_programs
+from .coordinator import LlamaServerData, LocalVoiceConfigEntry
+from .llama_server.errors import LlamaServerError
+from .wyoming_client.server import installed_programs
 
 TO_REDACT = {CONF_API_KEY}
+# What /slots says of each slot that helps judge the cache (not the prompts).
+SLOT_FIELDS = ("id", "n_ctx", "is_processing")
 
 
 async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: LocalVoiceConfigEntry
 ) -> dict[str, Any]:
     """Return the entry (key redacted), the server's state and recent timings."""
-    coordinator = entry.runtime_data
+    data = entry.runtime_data
+    coordinator = data.coordinator
     diagnostics: dict[str, Any] = {
         "entry": async_redact_data(entry.as_dict(), TO_REDACT),
         "server_available": coordinator.last_update_success,
     }
-    if isinstance(coordinator, LlamaServerCoordinator):
-        diagnostics["server"] = coordinator.data and asdict(coordinator.data)
+    if isinstance(data, LlamaServerData):
+        diagnostics["server"] = data.coordinator.data and asdict(data.coordinator.data)
+        diagnostics["server_slots"] = await _async_server_slots(data)
         # Pinned slots and prompt_n / cache_n of recent requests: is the cache reused?
-        diagnostics["chat"] = chat_state(coordinator).as_dict()
+        diagnostics["chat"] = data.slots.as_dict()
         return diagnostics
     service = entry.data["service"]
-    diagnostics["server"] = coordinator.data and {
+    diagnostics["server"] = data.coordinator.data and {
         "programs": [
             {
                 "name": program.name,
@@ -39,8 +43,19 @@ async def async_get_config_entry_diagnostics(
                 "models_or_voices": len(getattr(program, "models", None) or [])
                 + len(getattr(program, "voices", None) or []),
             }
-            for program in installed_programs(coordinator.data, service)
+            for program in installed_programs(data.coordinator.data, service)
         ]
     }
-    diagnostics["timings"] = list(coordinator.timings)
+    diagnostics["timings"] = list(data.timings)
     return diagnostics
+
+
+async def _async_server_slots(data: LlamaServerData) -> list[dict[str, Any]] | str:
+    """Return what /slots says of each slot, or why it cannot be read."""
+    if not data.coordinator.last_update_success:
+        return "server unavailable"
+    try:
+        slots = await data.client.async_get_slots()
+    except LlamaServerError as err:
+        return str(err)  # started with --no-slots
+    return [{key: slot.get(key) for key in SLOT_FIELDS} for slot in slots]

@@ -8,7 +8,12 @@ from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from .const import DOMAIN
-from .coordinator import LlamaServerCoordinator, WyomingCoordinator
+from .coordinator import (
+    LlamaServerCoordinator,
+    LlamaServerData,
+    WyomingCoordinator,
+    WyomingData,
+)
 
 
 class LlamaServerEntity(CoordinatorEntity[LlamaServerCoordinator]):
@@ -17,32 +22,38 @@ class LlamaServerEntity(CoordinatorEntity[LlamaServerCoordinator]):
     _attr_has_entity_name = True
     _attr_name = None
 
-    def __init__(
-        self, coordinator: LlamaServerCoordinator, subentry: ConfigSubentry
-    ) -> None:
+    def __init__(self, data: LlamaServerData, subentry: ConfigSubentry) -> None:
         """Give each subentry its own service device, as core LLM integrations do."""
-        super().__init__(coordinator)
+        super().__init__(data.coordinator)
+        self.client = data.client
+        self.slots = data.slots
         self.subentry = subentry
         self._attr_unique_id = subentry.subentry_id
         self._attr_device_info = DeviceInfo(
             identifiers={(DOMAIN, subentry.subentry_id)},
             name=subentry.title,
             manufacturer="llama.cpp",
-            model=coordinator.data.model,
-            sw_version=coordinator.data.build,
+            model=data.coordinator.data.model,
+            sw_version=data.coordinator.data.build,
             entry_type=DeviceEntryType.SERVICE,
         )
 
 
 class WyomingEntity(CoordinatorEntity[WyomingCoordinator]):
-    """An STT or TTS entity on one Wyoming server."""
+    """The STT or TTS entity of one Wyoming server: named as its device, the server.
+
+    So a whisper.cpp server gives `stt.whisper_cpp`, not `stt.whisper_cpp_whisper_cpp`.
+    """
 
     _attr_has_entity_name = True
+    _attr_name: str | None = None
 
-    def __init__(self, coordinator: WyomingCoordinator, service: str) -> None:
-        """Name the device after the server's first installed program."""
-        super().__init__(coordinator)
-        entry = coordinator.config_entry
+    def __init__(self, data: WyomingData, service: str) -> None:
+        """Name the device after the server (the entry's title)."""
+        super().__init__(data.coordinator)
+        self.server = data.client
+        self.timings = data.timings
+        entry = data.coordinator.config_entry
         self._attr_unique_id = f"{entry.entry_id}-{service}"
         self._attr_device_info = DeviceInfo(
             identifiers={(DOMAIN, entry.entry_id)},

@@ -16,16 +16,12 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import LOGGER, SERVICE_ASR, STT_TIMEOUT_SECONDS
-from .coordinator import WyomingConfigEntry, WyomingCoordinator
+from .coordinator import WyomingConfigEntry, WyomingData
 from .entity import WyomingEntity
-from .wyoming_service import installed_programs
-from .wyoming_speech import (
-    AudioFormat,
-    ServerUnreachable,
-    SpeechError,
-    Transcription,
-    async_transcribe,
-)
+from .wyoming_client.audio import AudioFormat
+from .wyoming_client.connection import ServerUnreachable, WyomingError
+from .wyoming_client.server import installed_programs
+from .wyoming_client.transcription import Transcription, async_transcribe
 
 PARALLEL_UPDATES = 0
 
@@ -46,9 +42,9 @@ class LocalVoiceSpeechToText(WyomingEntity, stt.SpeechToTextEntity):
     stereo, is converted to the 16 kHz, 16-bit mono that Wyoming ASR takes.
     """
 
-    def __init__(self, coordinator: WyomingCoordinator) -> None:
+    def __init__(self, data: WyomingData) -> None:
         """Describe the server's ASR program."""
-        super().__init__(coordinator, SERVICE_ASR)
+        super().__init__(data, SERVICE_ASR)
         self._program: AsrProgram | None = None
         self._languages: list[str] = []
         self._update_from_info()
@@ -66,7 +62,6 @@ class LocalVoiceSpeechToText(WyomingEntity, stt.SpeechToTextEntity):
             if model.installed:
                 languages.update(model.languages)
         self._program = program
-        self._attr_name = program.name
         self._languages = sorted(languages)
 
     @property
@@ -114,7 +109,7 @@ class LocalVoiceSpeechToText(WyomingEntity, stt.SpeechToTextEntity):
         self, metadata: stt.SpeechMetadata, stream: AsyncIterable[bytes]
     ) -> stt.SpeechResult:
         """Stream the audio to the server; return its transcript."""
-        server = self.coordinator.server
+        server = self.server
         if (
             metadata.format != stt.AudioFormats.WAV
             or metadata.codec != stt.AudioCodecs.PCM
@@ -152,7 +147,7 @@ class LocalVoiceSpeechToText(WyomingEntity, stt.SpeechToTextEntity):
             self._record(started, None, "unreachable")
             await self.coordinator.async_request_refresh()
             return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
-        except SpeechError as err:
+        except WyomingError as err:
             LOGGER.error("Speech-to-text failed: %s", err)
             self._record(started, None, "error")
             return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
@@ -177,4 +172,4 @@ class LocalVoiceSpeechToText(WyomingEntity, stt.SpeechToTextEntity):
         if result is not None:
             timing["stt_seconds"] = round(result.stt_seconds, 3)
             timing["audio_seconds"] = round(result.audio_seconds, 3)
-        self.coordinator.timings.append(timing)
+        self.timings.append(timing)

@@ -14,9 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import AsyncGenerator, Mapping
 import contextlib
-import io
 from typing import Any
-import wave
 
 from wyoming.info import TtsProgram
 from wyoming.tts import SynthesizeVoice
@@ -36,16 +34,17 @@ from .const import (
     TTS_AUDIO_TIMEOUT_SECONDS,
     TTS_TEXT_TIMEOUT_SECONDS,
 )
-from .coordinator import WyomingConfigEntry, WyomingCoordinator
+from .coordinator import WyomingConfigEntry, WyomingData
 from .entity import WyomingEntity
-from .wyoming_service import installed_programs
-from .wyoming_speech import (
-    SPEECH_FORMAT,
-    AudioFormat,
-    ServerUnreachable,
-    SpeechError,
-    Synthesis,
+from .wyoming_client.audio import SPEECH_FORMAT, AudioFormat, wav_bytes
+from .wyoming_client.connection import ServerUnreachable, WyomingError
+from .wyoming_client.server import installed_programs
+from .wyoming_client.synthesis import Synthesis
+from .wyoming_client.synthesis_modes import (
+    PerSentence,
+    StreamingText,
     SynthesisMode,
+    WholeText,
 )
 
 PARALLEL_UPDATES = 0
@@ -60,22 +59,6 @@ async def async_setup_entry(
     async_add_entities([LocalVoiceTextToSpeech(entry.runtime_data)])
 
 
-def wav_header(audio_format: AudioFormat) -> bytes:
-    """Return a WAV header for a stream of unknown length (0 frames)."""
-    return wav_file(audio_format, b"")
-
-
-def wav_file(audio_format: AudioFormat, pcm: bytes) -> bytes:
-    """Return PCM audio as a WAV file."""
-    with io.BytesIO() as buffer:
-        with wave.open(buffer, "wb") as writer:
-            writer.setframerate(audio_format.rate)
-            writer.setsampwidth(audio_format.width)
-            writer.setnchannels(audio_format.channels)
-            writer.writeframes(pcm)
-        return buffer.getvalue()
-
-
 async def _one(text: str) -> AsyncGenerator[str]:
     yield text
 
@@ -85,18 +68,25 @@ class LocalVoiceTextToSpeech(WyomingEntity, tts.TextToSpeechEntity):
 
     A new request stops the one still running (barge-in): its connection is
     dropped and the rest of its audio is never produced.
+
+    Named as the server itself: Home Assistant's TTS refuses an engine whose own
+    name is None ("TTS engine name is not set"), which the device-named pattern of
+    the STT entity gives, so the id is `tts.kokoro` this way.
     """
 
-    def __init__(self, coordinator: WyomingCoordinator) -> None:
+    _attr_has_entity_name = False
+
+    def __init__(self, data: WyomingData) -> None:
         """Describe the server's voices."""
-        super().__init__(coordinator, SERVICE_TTS)
+        super().__init__(data, SERVICE_TTS)
+        self._attr_name = data.coordinator.config_entry.title
         self._attr_supported_options = [tts.ATTR_VOICE, ATTR_SPEAKER]
         self._voices: dict[str, list[tts.Voice]] = {}
         self._voice_names: set[str] = set()
         self._server_streams_text = False
         self._running: set[Synthesis] = set()
         self._attr_supported_languages = []
-        self._attr_default_language = coordinator.hass.config.language
+        self._attr_default_language = data.coordinator.hass.config.language
         self._update_from_info()
 
     @callback
@@ -120,7 +110,6 @@ class LocalVoiceTextToSpeech(WyomingEntity, tts.TextToSpeechEntity):
         self._voices = dict(voices)
         self._voice_names = {v.voice_id for vs in voices.values() for v in vs}
         self._server_streams_text = program.supports_synthesize_streaming
-        self._attr_name = program.name
         languages = sorted(voices)
         if languages != self._attr_supported_languages:
             self._attr_supported_languages = languages
@@ -148,7 +137,7 @@ class LocalVoiceTextToSpeech(WyomingEntity, tts.TextToSpeechEntity):
         self, message: str, language: str, options: dict[str, Any]
     ) -> tts.TtsAudioType:
         """Synthesize a whole message at once (one request, WAV)."""
-        synthesis = self._begin(_one(message), options, "single")
+        synthesis = self._begin(_one(message), options, WholeText())
         audio_format: AudioFormat | None = None
         pcm: list[bytes] = []
         try:
@@ -158,17 +147,17 @@ class LocalVoiceTextToSpeech(WyomingEntity, tts.TextToSpeechEntity):
                         chunk.rate, chunk.width, chunk.channels
                     )
                     pcm.append(chunk.audio)
-        except SpeechError as err:
+        except WyomingError as err:
             raise await self._failed(err) from err
         finally:
             self._end(synthesis)
-        return "wav", wav_file(audio_format or SPEECH_FORMAT, b"".join(pcm))
+        return "wav", wav_bytes(audio_format or SPEECH_FORMAT, b"".join(pcm))
 
     async def async_stream_tts_audio(
         self, request: TTSAudioRequest
     ) -> tts.TTSAudioResponse:
         """Stream text in and audio out; speaking starts with the first sentence."""
-        mode: SynthesisMode = "stream" if self._server_streams_text else "sentences"
+        mode = StreamingText() if self._server_streams_text else PerSentence()
         synthesis = self._begin(request.message_gen, request.options, mode)
         return tts.TTSAudioResponse("wav", self._stream_wav(synthesis))
 
@@ -180,13 +169,13 @@ class LocalVoiceTextToSpeech(WyomingEntity, tts.TextToSpeechEntity):
                 async for chunk in chunks:
                     if not header_sent:
                         header_sent = True
-                        yield wav_header(
+                        yield wav_bytes(
                             AudioFormat(chunk.rate, chunk.width, chunk.channels)
                         )
                     yield chunk.audio
             if not header_sent:
-                yield wav_header(SPEECH_FORMAT)  # nothing to say, or stopped early
-        except SpeechError as err:
+                yield wav_bytes(SPEECH_FORMAT)  # nothing to say, or stopped early
+        except WyomingError as err:
             raise await self._failed(err) from err
         finally:
             self._end(synthesis)
@@ -203,7 +192,7 @@ class LocalVoiceTextToSpeech(WyomingEntity, tts.TextToSpeechEntity):
             if not running.started:
                 self._running.discard(running)  # never read: nothing to record
         synthesis = Synthesis(
-            self.coordinator.server,
+            self.server,
             text,
             mode,
             voice=self._voice(options),
@@ -222,7 +211,7 @@ class LocalVoiceTextToSpeech(WyomingEntity, tts.TextToSpeechEntity):
         if self._voice_names and name not in self._voice_names:
             LOGGER.warning(
                 "%s has no voice %s: speaking with its default voice",
-                self.coordinator.server,
+                self.server,
                 name,
             )
             return None
@@ -233,16 +222,16 @@ class LocalVoiceTextToSpeech(WyomingEntity, tts.TextToSpeechEntity):
         if synthesis not in self._running:
             return
         self._running.discard(synthesis)
-        self.coordinator.timings.append(
+        self.timings.append(
             {
                 "kind": "tts",
-                "streaming": synthesis.mode != "single",
+                "streaming": not isinstance(synthesis.mode, WholeText),
                 "server_streams_text": self._server_streams_text,
                 **synthesis.stats.as_dict(),
             }
         )
 
-    async def _failed(self, err: SpeechError) -> HomeAssistantError:
+    async def _failed(self, err: WyomingError) -> HomeAssistantError:
         """Log, mark the server down if it is unreachable, and explain."""
         LOGGER.error("Text-to-speech failed: %s", err)
         if isinstance(err, ServerUnreachable):

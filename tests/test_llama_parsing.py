@@ -1,31 +1,95 @@
-"""Pieces of the agent without a model: argument repair, thinking split, SSE, slots."""
+"""Reading llama-server's answers, without a server or Home Assistant.
+
+Server-sent events to chunks, chunks to chat-log deltas, inline reasoning, and the
+repair of small models' tool-call arguments.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable
 import json
-from pathlib import Path
-import re
 from typing import Any
 
-import aiohttp
 import pytest
 
-from custom_components.local_voice.chat import (
-    ChatStreamError,
-    DeltaTransformer,
-    ThinkSplitter,
+from custom_components.local_voice.llama_server.deltas import DeltaTransformer
+from custom_components.local_voice.llama_server.errors import (
+    ContextOverflow,
+    ErrorInStream,
+    StreamError,
+    TruncatedStream,
+)
+from custom_components.local_voice.llama_server.reasoning import ThinkSplitter
+from custom_components.local_voice.llama_server.sse import iter_chat_chunks
+from custom_components.local_voice.llama_server.tool_arguments import (
     ToolArgumentsError,
-    async_stream_chat,
     drop_unknown_arguments,
     parse_tool_arguments,
     resolve_tool_name,
 )
-from custom_components.local_voice.llama_server import LlamaServerClient
-from custom_components.local_voice.llm_entity import ChatState, reasoning_options
 
-from .conversation_support import FakeLlama, replay, sse_events
+from .conversation_support import sse_events
 
-COMPONENT = Path(__file__).parent.parent / "custom_components" / "local_voice"
+
+async def _lines(body: Iterable[bytes]) -> AsyncIterator[bytes]:
+    """Yield a body line by line, as aiohttp's response content does."""
+    for event in body:
+        for line in event.splitlines(keepends=True):
+            yield line
+
+
+async def _chunks(body: Iterable[bytes]) -> list[dict[str, Any]]:
+    return [chunk async for chunk in iter_chat_chunks(_lines(body))]
+
+
+async def test_recorded_stream_reads_to_the_end() -> None:
+    """A recorded answer: every chunk up to [DONE], the last with its timings."""
+    chunks = await _chunks(sse_events("answer.sse"))
+    assert chunks[-1]["timings"]["prompt_n"] == 28
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+
+
+async def test_comments_fields_and_multiline_data() -> None:
+    """Keep-alive comments and `event:` lines are skipped; data lines are joined."""
+    events = sse_events("answer.sse")
+    first = json.loads(events[1].decode().removeprefix("data: "))
+    lines = json.dumps(first, indent=1).split("\n")
+    split = "".join(f"data: {line}\n" for line in lines).encode() + b"\n"
+    body = [b": keep-alive\n\n", b"event: message\n" + events[0], split, *events[2:]]
+    chunks = await _chunks(body)
+    assert chunks[1] == first
+    assert len(chunks) == len(await _chunks(events))
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "key"),
+    [
+        ([b'data: {"choices": []}\n\n'], TruncatedStream, "llm_truncated_stream"),
+        ([b"<html>502</html>\n\n"], StreamError, "llm_malformed_stream"),
+        ([b"data: {not json\n\n"], StreamError, "llm_malformed_stream"),
+        ([b'data: {"choices": {}}\n\n'], StreamError, "llm_malformed_stream"),
+        (
+            [b'data: {"error": {"code": 500, "message": "boom"}}\n\n'],
+            ErrorInStream,
+            "llm_stream_error",
+        ),
+        (
+            [
+                b'data: {"error": {"type": "exceed_context_size_error",'
+                b' "n_prompt_tokens": 9000, "n_ctx": 4096}}\n\n'
+            ],
+            ContextOverflow,
+            "llm_context_overflow",
+        ),
+    ],
+)
+async def test_broken_streams(
+    body: list[bytes], error: type[StreamError], key: str
+) -> None:
+    """Each way a stream goes wrong is its own error, with the user's words."""
+    with pytest.raises(error) as raised:
+        await _chunks(body)
+    assert raised.value.translation_key == key
 
 
 @pytest.mark.parametrize(
@@ -138,101 +202,3 @@ def test_tool_call_deltas_accumulate_by_index() -> None:
     ]
     assert transformer.result.finish_reason == "tool_calls"
     assert transformer.result.timings == {"cache_n": 5}
-
-
-async def test_sse_comments_multiline_data_and_error_event() -> None:
-    """Keep-alive comments and `event:` lines are skipped; an error event is raised."""
-    events = sse_events("answer.sse")
-    first = json.loads(events[1].decode().removeprefix("data: "))
-    lines = json.dumps(first, indent=1).split("\n")
-    split = "".join(f"data: {line}\n" for line in lines).encode() + b"\n"
-    body = [
-        b": keep-alive\n\n",
-        b"event: message\n" + events[0],
-        split,
-        b'data: {"error": {"code": 500, "message": "boom", "type": "server_error"}}'
-        b"\n\n",
-    ]
-    fake = await FakeLlama([replay(body)]).start()
-    chunks: list[dict[str, Any]] = []
-    try:
-        async with aiohttp.ClientSession() as session:
-            client = LlamaServerClient(session, fake.url)
-            with pytest.raises(ChatStreamError) as err:
-                async for chunk in async_stream_chat(client, {"messages": []}):
-                    chunks.append(chunk)
-    finally:
-        await fake.stop()
-    assert len(chunks) == 2
-    assert chunks[1] == first
-    assert err.value.translation_key == "llm_stream_error"
-    assert err.value.translation_placeholders == {"message": "boom"}
-
-
-def test_slots_pinned_and_spread() -> None:
-    """Each (agent, device) keeps its slot; new ones take the least used slot."""
-    state = ChatState()
-    assert state.slot_for("agent", "kitchen", 2) == 0
-    assert state.slot_for("agent", "bedroom", 2) == 1
-    assert state.slot_for("agent", None, 2) == 0
-    assert state.slot_for("agent", "office", 2) == 1
-    assert state.slot_for("agent", "kitchen", 2) == 0
-    assert state.slot_for("agent", "bedroom", 2) == 1
-    assert state.slot_for("other agent", "kitchen", 2) == 0
-    # The server restarted with another slot count: start over.
-    assert state.slot_for("agent", "bedroom", 4) == 0
-    assert state.slot_for("agent", "kitchen", 4) == 1
-    assert state.as_dict()["slots"][0] == {
-        "agent": "agent",
-        "device_id": "bedroom",
-        "slot": 0,
-    }
-
-
-def test_slots_to_warm() -> None:
-    """An agent warms empty slots and its own stale ones, never another agent's."""
-    state = ChatState()
-    assert state.claim_cold_slots("agent", "v1", 3) == [0, 1, 2]
-    assert state.claim_cold_slots("agent", "v1", 3) == []  # claimed: warm or warming
-    # The AI task used slot 2: it holds another prefix now.
-    assert state.note_request(2, "ai task", "t1", {"prompt_n": 900, "cache_n": 0})
-    # The exposed devices changed: the conversation's prefix is v2 on slot 0 now.
-    warm = {"prompt_n": 40, "cache_n": 3000}
-    assert not state.note_request(0, "agent", "v2", warm)
-    assert state.claim_cold_slots("agent", "v2", 3) == [1]
-    # A chat that re-read its prefix: the server lost it; our other slots are stale.
-    assert state.note_request(1, "agent", "v2", {"prompt_n": 3040, "cache_n": 0})
-    assert state.claim_cold_slots("agent", "v2", 3) == [0]
-    # Short prompts are not worth a warm-up: never called cold.
-    assert not state.note_request(1, "agent", "v2", {"prompt_n": 200, "cache_n": 10})
-    state.forget("agent", [0])
-    assert state.as_dict()["held"] == [
-        {"slot": 1, "agent": "agent", "prefix": "v2"},
-        {"slot": 2, "agent": "ai task", "prefix": "t1"},
-    ]
-    # Another slot count: the server restarted; nothing is known.
-    assert state.claim_cold_slots("agent", "v2", 2) == [0, 1]
-
-
-def test_reasoning_options() -> None:
-    """Off is said both ways llama-server understands; levels go to the template."""
-    assert reasoning_options("off") == {
-        "reasoning_effort": "none",
-        "chat_template_kwargs": {"enable_thinking": False},
-    }
-    assert reasoning_options("medium") == {
-        "reasoning_effort": "medium",
-        "chat_template_kwargs": {"enable_thinking": True},
-    }
-
-
-def test_every_chat_error_has_a_string() -> None:
-    """Each translation key the agent can say is in strings.json (and en.json)."""
-    strings = json.loads((COMPONENT / "strings.json").read_text())["exceptions"]
-    keys: set[str] = set()
-    for name in ("chat.py", "llm_entity.py", "ai_task.py", "conversation.py"):
-        source = (COMPONENT / name).read_text()
-        keys |= set(re.findall(r'(?:Chat\w*Error|__init__)\(\s*"(\w+)"', source))
-        keys |= set(re.findall(r'translation_key="(\w+)"', source))
-    assert {"llm_cannot_connect", "llm_http_error", "llm_tool_loop_limit"} <= keys
-    assert keys <= set(strings)

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from custom_components.local_voice.speech_text import (
+from custom_components.local_voice.tts_input import (
     SentenceSplitter,
     SpeechFilter,
     clean_for_speech,

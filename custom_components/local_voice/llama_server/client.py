@@ -1,0 +1,239 @@
+"""The llama-server HTTP client: every endpoint local_voice uses, one error mapping.
+
+GETs (/health, /v1/models, /props, /slots) check and describe the server; POSTs
+stream chat completions and count prompt tokens. Every failure, transport or HTTP,
+becomes a `LlamaServerError` (errors.py); HTTP statuses are mapped in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping
+import contextlib
+from dataclasses import dataclass
+from http import HTTPStatus
+import json
+import logging
+from typing import Any
+
+import aiohttp
+
+from ..const import REQUEST_TIMEOUT_SECONDS, STREAM_READ_TIMEOUT_SECONDS
+from .errors import (
+    CannotConnect,
+    ConnectionLost,
+    NotLlamaServer,
+    ReadTimeout,
+    StreamError,
+    error_for_status,
+    error_message,
+)
+from .sse import check_chunk, iter_chat_chunks
+
+_LOGGER = logging.getLogger(__name__)
+
+CHAT_PATH = "/v1/chat/completions"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerProps:
+    """What local_voice needs to know of a running llama-server (from /props)."""
+
+    model: str
+    n_ctx: int
+    total_slots: int
+    supports_tools: bool
+    supports_vision: bool
+    build: str
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, Any]) -> ServerProps:
+        """Parse /props; raise NotLlamaServer when its shape is not llama-server's."""
+        try:
+            settings = props["default_generation_settings"]
+            caps = props.get("chat_template_caps") or {}
+            path = str(props.get("model_alias") or props["model_path"])
+            return cls(
+                model=path.rsplit("/", 1)[-1],
+                n_ctx=int(settings["n_ctx"]),
+                total_slots=max(1, int(props.get("total_slots", 1))),
+                supports_tools=bool(caps.get("supports_tools", False)),
+                supports_vision=bool((props.get("modalities") or {}).get("vision")),
+                build=str(props.get("build_info", "")),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise NotLlamaServer(f"unexpected /props answer: {err!r}") from err
+
+
+async def _raise_for_status(resp: aiohttp.ClientResponse) -> None:
+    """Raise the error an HTTP error answer stands for (reading its JSON body)."""
+    if resp.status < HTTPStatus.BAD_REQUEST:
+        return
+    text = (await resp.text(errors="replace"))[:2000]
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    fallback = text.strip().splitlines()[0][:200] if text.strip() else resp.reason or ""
+    message, error = error_message(body, fallback)
+    raise error_for_status(resp.status, message, error)
+
+
+class LlamaServerClient:
+    """Talks to one llama-server over Home Assistant's shared aiohttp session."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, url: str, api_key: str | None = None
+    ) -> None:
+        """Store the session and address; no I/O happens here."""
+        self.session = session
+        self.url = url.rstrip("/")
+        self.api_key = api_key or None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Return the auth header llama-server's --api-key expects."""
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def _cannot_connect(self, err: BaseException) -> CannotConnect:
+        return CannotConnect(
+            f"{self.url}: {err!r}", server=self.url, error=str(err) or repr(err)
+        )
+
+    async def _request_json(
+        self, method: str, path: str, body: Mapping[str, Any] | None = None
+    ) -> Any:
+        """Send one short request and return its JSON answer."""
+        try:
+            async with self.session.request(
+                method,
+                f"{self.url}{path}",
+                json=body,
+                headers=self.headers,
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+            ) as resp:
+                await _raise_for_status(resp)
+                return await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise self._cannot_connect(err) from err
+        except ValueError as err:
+            raise NotLlamaServer(f"{path}: answer is not JSON") from err
+
+    async def async_get_props(self) -> ServerProps:
+        """Check the server end to end: alive, key accepted, and really llama-server.
+
+        /health is public even with --api-key, so /v1/models is what proves the key.
+        """
+        health = await self._request_json("GET", "/health")
+        if not isinstance(health, dict) or health.get("status") != "ok":
+            raise NotLlamaServer(f"unexpected /health answer: {health!r}")
+        models = await self._request_json("GET", "/v1/models")
+        if not isinstance(models, dict) or not isinstance(models.get("data"), list):
+            raise NotLlamaServer("unexpected /v1/models answer")
+        props = await self._request_json("GET", "/props")
+        if not isinstance(props, dict):
+            raise NotLlamaServer("unexpected /props answer")
+        return ServerProps.from_props(props)
+
+    async def async_get_slots(self) -> list[dict[str, Any]]:
+        """Return /slots: each slot's context size and whether it is busy."""
+        slots = await self._request_json("GET", "/slots")
+        if not isinstance(slots, list):
+            raise NotLlamaServer("unexpected /slots answer")
+        return [slot for slot in slots if isinstance(slot, dict)]
+
+    async def async_count_prompt_tokens(self, payload: Mapping[str, Any]) -> int:
+        """Count a chat's prompt tokens exactly: the server's template and tokenizer."""
+        body = {
+            k: v for k, v in payload.items() if k not in ("stream", "stream_options")
+        }
+        try:
+            prompt = (await self._request_json("POST", "/apply-template", body))[
+                "prompt"
+            ]
+            tokens = await self._request_json(
+                "POST",
+                "/tokenize",
+                {"content": prompt, "add_special": True, "parse_special": True},
+            )
+            return len(tokens["tokens"])
+        except (KeyError, TypeError) as err:
+            raise StreamError(f"bad token count: {err!r}", error=repr(err)) from err
+        except NotLlamaServer as err:
+            raise StreamError(str(err), error=str(err)) from err
+
+    async def async_stream_chat(
+        self, payload: Mapping[str, Any]
+    ) -> AsyncGenerator[dict[str, Any]]:
+        """POST a streaming chat request and yield each chunk as a dict.
+
+        A server that ignores `stream` and answers with one JSON document is handled
+        too: its single completion is yielded as one chunk (with `message` instead of
+        `delta`). Cancelling the consumer closes the HTTP connection, which tells
+        llama-server to stop generating.
+        """
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=REQUEST_TIMEOUT_SECONDS,
+            sock_read=STREAM_READ_TIMEOUT_SECONDS,
+        )
+        # llama-server closes the connection after a streamed answer although it
+        # offers keep-alive; without `Connection: close` the pool would hand that
+        # dead connection to the next request.
+        headers = {**self.headers, "Accept": "text/event-stream", "Connection": "close"}
+        try:
+            resp = await self._async_post_chat(payload, headers, timeout)
+            async with resp:
+                try:
+                    await _raise_for_status(resp)
+                    if resp.content_type == "application/json":
+                        try:
+                            body = await resp.json(content_type=None)
+                        except ValueError as err:
+                            raise StreamError(str(err), error=err) from err
+                        yield check_chunk(body)
+                        return
+                    async for chunk in iter_chat_chunks(resp.content):
+                        yield chunk
+                except BaseException:
+                    # Close (not release) so the server sees the client go away.
+                    resp.close()
+                    raise
+        except TimeoutError as err:
+            raise ReadTimeout(
+                f"{self.url}: no answer", seconds=STREAM_READ_TIMEOUT_SECONDS
+            ) from err
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as err:
+            raise ConnectionLost(f"{self.url}: {err!r}", error=repr(err)) from err
+        except aiohttp.ClientError as err:
+            raise self._cannot_connect(err) from err
+
+    async def async_prompt_timings(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Send a request for its prompt processing alone; return the timings."""
+        timings: dict[str, Any] = {}
+        async with contextlib.aclosing(self.async_stream_chat(payload)) as stream:
+            async for chunk in stream:
+                timings = chunk.get("timings") or timings
+        return timings
+
+    async def _async_post_chat(
+        self,
+        payload: Mapping[str, Any],
+        headers: dict[str, str],
+        client_timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        """POST the request; retry once if a pooled connection was already closed.
+
+        The server closes idle keep-alive connections before the client's pool
+        forgets them; such a request fails before the server saw it, so sending
+        again is safe.
+        """
+        url = f"{self.url}{CHAT_PATH}"
+        try:
+            return await self.session.post(
+                url, json=payload, headers=headers, timeout=client_timeout
+            )
+        except aiohttp.ServerDisconnectedError:
+            _LOGGER.debug("Pooled connection to %s was closed; retrying once", self.url)
+            return await self.session.post(
+                url, json=payload, headers=headers, timeout=client_timeout
+            )

@@ -1,0 +1,113 @@
+"""Every way a request to llama-server can fail, and the one HTTP status mapping.
+
+Each error carries a translation key (strings.json `exceptions`) and its placeholders,
+so the agent can tell the user in words what went wrong; `str(err)` is for logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+
+class LlamaServerError(Exception):
+    """A request to llama-server failed."""
+
+    translation_key: ClassVar[str] = "llm_http_error"
+    #: The coordinator should re-check the server (down, restarting, key refused).
+    refresh_server: ClassVar[bool] = False
+
+    def __init__(self, description: str, /, **placeholders: Any) -> None:
+        """Keep a description for logs and the placeholders for the user's words."""
+        super().__init__(description)
+        self.translation_placeholders = {k: str(v) for k, v in placeholders.items()}
+
+
+class CannotConnect(LlamaServerError):
+    """The server could not be reached."""
+
+    translation_key = "llm_cannot_connect"
+    refresh_server = True
+
+
+class ServerLoading(CannotConnect):
+    """The server answers 503: it is still loading its model."""
+
+    translation_key = "llm_loading"
+
+
+class ConnectionLost(CannotConnect):
+    """The connection broke while the server was answering."""
+
+    translation_key = "llm_connection_lost"
+
+
+class ReadTimeout(CannotConnect):
+    """The server said nothing for too long while answering."""
+
+    translation_key = "llm_timeout"
+
+
+class InvalidAuth(LlamaServerError):
+    """The server refused the API key."""
+
+    translation_key = "llm_auth_failed"
+    refresh_server = True
+
+
+class NotLlamaServer(LlamaServerError):
+    """Something answers, but it is not llama-server."""
+
+
+class ContextOverflow(LlamaServerError):
+    """The prompt does not fit the server's context (n_ctx per slot)."""
+
+    translation_key = "llm_context_overflow"
+
+
+class StreamError(LlamaServerError):
+    """The answer could not be read: bad data, or an error event inside the stream."""
+
+    translation_key = "llm_malformed_stream"
+
+
+class ErrorInStream(StreamError):
+    """The server reported an error in the middle of a streamed answer."""
+
+    translation_key = "llm_stream_error"
+
+
+class TruncatedStream(StreamError):
+    """The stream ended before the answer was finished."""
+
+    translation_key = "llm_truncated_stream"
+
+
+def error_message(body: Any, fallback: str) -> tuple[str, Mapping[str, Any]]:
+    """Return (message, error object) of an OpenAI-style error body."""
+    if isinstance(body, Mapping) and isinstance(error := body.get("error"), Mapping):
+        return str(error.get("message") or fallback), error
+    if isinstance(body, Mapping) and isinstance(error, str):
+        return error, {}
+    return fallback, {}
+
+
+def error_for_status(
+    status: int, message: str, error: Mapping[str, Any] | None = None
+) -> LlamaServerError:
+    """Map an HTTP error status (and llama-server's error object) to an error."""
+    where = f"HTTP {status}: {message}"
+    if error and error.get("type") == "exceed_context_size_error":
+        return ContextOverflow(
+            where,
+            tokens=int(error.get("n_prompt_tokens", 0)),
+            n_ctx=int(error.get("n_ctx", 0)),
+        )
+    if status == HTTPStatus.UNAUTHORIZED:
+        return InvalidAuth(where, status=status, message=message)
+    if status == HTTPStatus.SERVICE_UNAVAILABLE:
+        return ServerLoading(where, status=status, message=message)
+    if status == HTTPStatus.NOT_FOUND:
+        return NotLlamaServer(where, status=status, message=message)
+    return LlamaServerError(where, status=status, message=message)

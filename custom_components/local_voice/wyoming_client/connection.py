@@ -1,0 +1,175 @@
+"""One connection to a Wyoming server, and the one place its events are read.
+
+Events are built and written with the `wyoming` package. They are read here, not
+with `wyoming.event.async_read_event`, because that answers None both for a closed
+connection and for a malformed event, and the user should learn which happened; it
+also reads whatever sizes a server announces. `EventLimits` are the sizes this
+reader accepts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+import json
+from typing import TYPE_CHECKING
+
+from wyoming.error import Error
+from wyoming.event import Event, async_write_event
+
+from ..const import REQUEST_TIMEOUT_SECONDS
+
+if TYPE_CHECKING:
+    from .server import WyomingServer
+
+
+class WyomingError(Exception):
+    """A Wyoming server could not be reached, failed, or answered nonsense."""
+
+
+class ServerUnreachable(WyomingError):
+    """The server could not be reached: the entity should go unavailable."""
+
+
+class ServerErrorEvent(WyomingError):
+    """The server answered with a Wyoming error event."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventLimits:
+    """The largest parts of an event this client reads from a server."""
+
+    #: The JSON header line (also asyncio's default stream buffer).
+    header_bytes: int = 64 * 1024
+    #: Extra data announced by `data_length`.
+    data_bytes: int = 1024 * 1024
+    #: The payload (audio) announced by `payload_length`.
+    payload_bytes: int = 16 * 1024 * 1024
+
+
+LIMITS = EventLimits()
+
+
+class Connection:
+    """One TCP connection to a Wyoming server (Wyoming uses one per request)."""
+
+    def __init__(self, server: WyomingServer, limits: EventLimits = LIMITS) -> None:
+        """Remember the server; connect with open()."""
+        self.server = server
+        self.limits = limits
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        """Connect, or raise ServerUnreachable."""
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT_SECONDS):
+                self._reader, self._writer = await asyncio.open_connection(
+                    self.server.host, self.server.port, limit=self.limits.header_bytes
+                )
+        except (OSError, TimeoutError) as err:
+            raise ServerUnreachable(f"{self.server} is unreachable: {err!r}") from err
+
+    async def write(self, event: Event) -> None:
+        """Send one event."""
+        if self._writer is None or self._writer.is_closing():
+            raise WyomingError(f"{self.server} closed the connection")
+        try:
+            await async_write_event(event, self._writer)
+        except OSError as err:
+            raise WyomingError(f"{self.server} closed the connection: {err!r}") from err
+
+    async def read(self) -> Event | None:
+        """Read one event; None when the server closed the connection."""
+        reader = self._reader
+        if reader is None:
+            return None
+        try:
+            line = await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError:
+            return None
+        except asyncio.LimitOverrunError as err:
+            raise WyomingError(f"{self.server} sent an oversized event header") from err
+        except OSError:
+            return None
+        try:
+            header = json.loads(line)
+            event_type = header["type"]
+            data = header.get("data") or {}
+            if not isinstance(event_type, str) or not isinstance(data, dict):
+                raise TypeError("type must be a string and data an object")  # noqa: TRY301
+            data_length = int(header.get("data_length") or 0)
+            payload_length = int(header.get("payload_length") or 0)
+            if not (
+                0 <= data_length <= self.limits.data_bytes
+                and 0 <= payload_length <= self.limits.payload_bytes
+            ):
+                raise ValueError(  # noqa: TRY301
+                    f"announced sizes {data_length}/{payload_length} are over limits"
+                )
+            if data_length > 0:
+                extra = json.loads(await reader.readexactly(data_length))
+                if not isinstance(extra, dict):
+                    raise TypeError("extra data must be an object")  # noqa: TRY301
+                data.update(extra)
+            payload = (
+                await reader.readexactly(payload_length) if payload_length else None
+            )
+        except asyncio.IncompleteReadError:
+            return None
+        except (ValueError, KeyError, TypeError) as err:
+            raise WyomingError(
+                f"{self.server} sent something that is not a Wyoming event"
+                f" ({line[:80]!r}): {err}"
+            ) from err
+        return Event(type=event_type, data=data, payload=payload)
+
+    async def read_answer(self) -> Event:
+        """Read the next event; a closed connection or an error event raises."""
+        event = await self.read()
+        if event is None:
+            raise WyomingError(f"{self.server} closed the connection before the end")
+        raise_for_error(self.server, event)
+        return event
+
+    def abort(self) -> None:
+        """Drop the connection now (cancellation); safe to call twice."""
+        if self._writer is not None:
+            self._writer.transport.abort()
+
+    async def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        writer.close()
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(2):
+                await writer.wait_closed()
+
+    async def __aenter__(self) -> Connection:
+        """Open for the block."""
+        await self.open()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        """Close after the block."""
+        await self.close()
+
+
+def raise_for_error(server: WyomingServer, event: Event) -> None:
+    """Raise ServerErrorEvent for a Wyoming error event."""
+    if Error.is_type(event.type):
+        error = Error.from_event(event)
+        raise ServerErrorEvent(
+            f"{server} answered with an error: {error.text} ({error.code or 'no code'})"
+        )
+
+
+def parse[T](server: WyomingServer, parse_as: type[T], event: Event) -> T:
+    """Parse a known event; a malformed one is a WyomingError."""
+    try:
+        return parse_as.from_event(event)  # type: ignore[attr-defined,no-any-return]
+    except (KeyError, TypeError, ValueError) as err:
+        raise WyomingError(f"{server} sent a malformed {event.type} event") from err

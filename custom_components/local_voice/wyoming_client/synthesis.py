@@ -1,0 +1,388 @@
+"""Synthesis on a Wyoming TTS server: text in as it comes, audio out as produced.
+
+How the text reaches the server is a `SynthesisMode`: `StreamingText` (one
+synthesize-start / synthesize-chunk… / synthesize-stop stream), `PerSentence` (one
+synthesize request per sentence, for servers that cannot stream text) or
+`WholeText` (one request for the whole message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable
+import contextlib
+from dataclasses import dataclass, field
+import time
+
+from wyoming.audio import AudioChunk, AudioStop
+from wyoming.event import Event
+from wyoming.tts import (
+    Synthesize,
+    SynthesizeChunk,
+    SynthesizeStart,
+    SynthesizeStop,
+    SynthesizeStopped,
+    SynthesizeVoice,
+)
+
+from ..const import LOGGER, TTS_AUDIO_TIMEOUT_SECONDS, TTS_TEXT_TIMEOUT_SECONDS
+from ..tts_input import SpeechFilter
+from .audio import AudioFormat, PcmConverter
+from .connection import (
+    Connection,
+    ServerErrorEvent,
+    WyomingError,
+    parse,
+    raise_for_error,
+)
+from .server import WyomingServer
+from .synthesis_modes import SynthesisMode
+
+
+class _Stopped(Exception):
+    """The synthesis was cancelled: end the audio quietly."""
+
+
+@dataclass(slots=True)
+class SynthesisStats:
+    """What one synthesis took; the entity keeps these for diagnostics."""
+
+    mode: str
+    started: float = field(default_factory=time.monotonic)
+    first_audio: float | None = None
+    text_done: float | None = None
+    finished: float | None = None
+    audio_bytes: int = 0
+    audio_format: AudioFormat | None = None
+    characters: int = 0
+    requests: int = 0
+    voice_fallback: bool = False
+    outcome: str = "running"
+
+    def as_dict(self) -> dict[str, object]:
+        """Figures in seconds, rounded, for diagnostics."""
+
+        def since_start(moment: float | None) -> float | None:
+            return None if moment is None else round(moment - self.started, 3)
+
+        audio_seconds = 0.0
+        if self.audio_format is not None:
+            audio_seconds = self.audio_bytes / self.audio_format.bytes_per_second
+        return {
+            "mode": self.mode,
+            "first_audio_seconds": since_start(self.first_audio),
+            "text_seconds": since_start(self.text_done),
+            "total_seconds": since_start(self.finished),
+            "audio_seconds": round(audio_seconds, 3),
+            "characters": self.characters,
+            "server_requests": self.requests,
+            "voice_fallback": self.voice_fallback,
+            "outcome": self.outcome,
+        }
+
+
+class Synthesis:
+    """One synthesis: text in as it comes, audio out as it is produced.
+
+    A voice the server refuses before any audio is replaced by the server's
+    default voice. cancel() stops at once: the connection is dropped and the
+    rest of the audio is never produced.
+    """
+
+    def __init__(
+        self,
+        server: WyomingServer,
+        text: AsyncIterable[str],
+        mode: SynthesisMode,
+        *,
+        voice: SynthesizeVoice | None = None,
+        text_timeout: float = TTS_TEXT_TIMEOUT_SECONDS,
+        audio_timeout: float = TTS_AUDIO_TIMEOUT_SECONDS,
+    ) -> None:
+        """Prepare; nothing starts until audio() is iterated."""
+        self.server = server
+        self.mode = mode
+        self.voice = voice
+        self.stats = SynthesisStats(mode.name)
+        self._text = text
+        self._text_timeout = text_timeout
+        self._audio_timeout = audio_timeout
+        self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._connection: Connection | None = None
+        self._converter: PcmConverter | None = None
+        self._started = False
+
+    @property
+    def started(self) -> bool:
+        """True once audio() was iterated."""
+        return self._started
+
+    @property
+    def cancelled(self) -> bool:
+        """True once cancel() was called."""
+        return self._stop.is_set()
+
+    def cancel(self) -> None:
+        """Stop now: drop the connection; audio() ends without the rest."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        if self._connection is not None:
+            self._connection.abort()
+
+    async def audio(self) -> AsyncGenerator[AudioChunk]:
+        """Yield the audio in one format (the first one the server sends)."""
+        self._started = True
+        self._spawn(self._read_text(), "tts text")
+        try:
+            source = self._stream() if self.mode.streams_text else self._requests()
+            async with contextlib.aclosing(source) as chunks:
+                async for chunk in chunks:
+                    yield self._account(chunk)
+            self.stats.outcome = "cancelled" if self.cancelled else "done"
+        except _Stopped:
+            self.stats.outcome = "cancelled"
+        except GeneratorExit, asyncio.CancelledError:
+            self.stats.outcome = "cancelled"
+            raise
+        except BaseException:
+            self.stats.outcome = "error"
+            raise
+        finally:
+            self.stats.finished = time.monotonic()
+            await self._cleanup()
+
+    def _account(self, chunk: AudioChunk) -> AudioChunk:
+        """Count the audio, in the format of the first chunk."""
+        chunk_format = AudioFormat(chunk.rate, chunk.width, chunk.channels)
+        if self.stats.audio_format is None:
+            self.stats.audio_format = chunk_format
+            self.stats.first_audio = time.monotonic()
+        elif chunk_format != self.stats.audio_format:
+            if self._converter is None or self._converter.source != chunk_format:
+                self._converter = PcmConverter(chunk_format, self.stats.audio_format)
+            target = self.stats.audio_format
+            chunk = AudioChunk(
+                target.rate,
+                target.width,
+                target.channels,
+                self._converter.convert(chunk.audio),
+            )
+        self.stats.audio_bytes += len(chunk.audio)
+        return chunk
+
+    # Text side ---------------------------------------------------------------
+
+    async def _read_text(self) -> None:
+        """Filter the incoming text and queue it in the mode's pieces."""
+        speech_filter = SpeechFilter()
+        pieces = self.mode.pieces()
+
+        def put(text: str) -> None:
+            if text:
+                self.stats.characters += len(text)
+                for piece in pieces.feed(text):
+                    self._pieces.put_nowait(piece)
+
+        iterator = aiter(self._text)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self._text_timeout):
+                        delta = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    LOGGER.warning(
+                        "No text for %s s while speaking on %s: saying what came",
+                        self._text_timeout,
+                        self.server,
+                    )
+                    break
+                put(speech_filter.feed(delta))
+            put(speech_filter.finish())
+            for piece in pieces.finish():
+                self._pieces.put_nowait(piece)
+        finally:
+            self.stats.text_done = time.monotonic()
+            self._pieces.put_nowait(None)
+
+    # Server side: streaming ------------------------------------------------------
+
+    async def _stream(self) -> AsyncGenerator[AudioChunk]:
+        sent: list[str] = []
+        voice = self.voice
+        while True:
+            connection = await self._connect()
+            writer = self._spawn(
+                self._write_stream(connection, voice, sent), "tts write"
+            )
+            got_audio = False
+            try:
+                async with contextlib.aclosing(
+                    self._read_audio(connection, writer, stream=True)
+                ) as chunks:
+                    async for chunk in chunks:
+                        got_audio = True
+                        yield chunk
+            except ServerErrorEvent as err:
+                self._fall_back_to_default_voice(err, voice, got_audio)
+                voice = None
+            else:
+                return
+            finally:
+                writer.cancel()
+                await self._drop(connection)
+
+    def _fall_back_to_default_voice(
+        self, err: ServerErrorEvent, voice: SynthesizeVoice | None, got_audio: bool
+    ) -> None:
+        """Re-raise the error, unless it refused the chosen voice before any audio.
+
+        Then the caller retries with the server's default voice (a voice the server
+        lists but cannot load, as Piper does for voices it would download).
+        """
+        if got_audio or voice is None:
+            raise err
+        LOGGER.warning(
+            "%s; speaking with the server's default voice instead of %s",
+            err,
+            voice.name,
+        )
+        self.stats.voice_fallback = True
+
+    async def _write_stream(
+        self, connection: Connection, voice: SynthesizeVoice | None, sent: list[str]
+    ) -> None:
+        """Send the text as it comes (sent pieces are replayed after a retry)."""
+        await connection.write(SynthesizeStart(voice=voice).event())
+        for earlier in list(sent):
+            await connection.write(SynthesizeChunk(text=earlier).event())
+        while (piece := await self._pieces.get()) is not None:
+            sent.append(piece)
+            await connection.write(SynthesizeChunk(text=piece).event())
+        self._pieces.put_nowait(None)  # a retry reads the end again
+        # The whole text again, for servers that only understand synthesize;
+        # streaming servers ignore it inside a stream.
+        await connection.write(Synthesize(text="".join(sent), voice=voice).event())
+        await connection.write(SynthesizeStop().event())
+
+    # Server side: one request per piece ------------------------------------------
+
+    async def _requests(self) -> AsyncGenerator[AudioChunk]:
+        voice = self.voice
+        while (sentence := await self._wait(self._pieces.get())) is not None:
+            while True:
+                connection = await self._connect()
+                got_audio = False
+                try:
+                    await connection.write(
+                        Synthesize(text=sentence, voice=voice).event()
+                    )
+                    async with contextlib.aclosing(
+                        self._read_audio(connection, None, stream=False)
+                    ) as chunks:
+                        async for chunk in chunks:
+                            got_audio = True
+                            yield chunk
+                    break
+                except ServerErrorEvent as err:
+                    self._fall_back_to_default_voice(err, voice, got_audio)
+                    voice = None
+                finally:
+                    await self._drop(connection)
+
+    # Shared plumbing ----------------------------------------------------------
+
+    async def _connect(self) -> Connection:
+        if self.cancelled:
+            raise _Stopped
+        connection = Connection(self.server)
+        self._connection = connection
+        await self._wait(connection.open())
+        self.stats.requests += 1
+        return connection
+
+    async def _drop(self, connection: Connection) -> None:
+        if self._connection is connection:
+            self._connection = None
+        await connection.close()
+
+    async def _read_audio(
+        self, connection: Connection, writer: asyncio.Task[None] | None, stream: bool
+    ) -> AsyncGenerator[AudioChunk]:
+        """Yield audio chunks until synthesize-stopped (stream) or audio-stop."""
+        end_type = SynthesizeStopped if stream else AudioStop
+        while True:
+            event = await self._next_event(connection, writer)
+            if AudioChunk.is_type(event.type):
+                chunk = parse(self.server, AudioChunk, event)
+                if chunk.audio:
+                    yield chunk
+            elif end_type.is_type(event.type):
+                return
+
+    async def _next_event(
+        self, connection: Connection, writer: asyncio.Task[None] | None
+    ) -> Event:
+        """Read the next event; the audio timeout runs once all text was sent."""
+        read = asyncio.ensure_future(connection.read())
+        try:
+            while not (
+                await self._wait(asyncio.wait((read,), timeout=self._audio_timeout))
+            )[0]:
+                if writer is None or writer.done():
+                    raise WyomingError(
+                        f"{self.server} sent no audio for {self._audio_timeout} s"
+                    )
+        finally:
+            read.cancel()
+        event = read.result()
+        if event is None:
+            if writer is not None and writer.done() and not writer.cancelled():
+                # The writer saw the connection go first: its error says why.
+                error = writer.exception()
+                if error is not None:
+                    raise error
+            raise WyomingError(f"{self.server} closed the connection before the end")
+        raise_for_error(self.server, event)
+        return event
+
+    async def _wait[T](self, awaitable: Awaitable[T]) -> T:
+        """Await something unless the synthesis is cancelled first (or meanwhile)."""
+        task = asyncio.ensure_future(awaitable)
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if self._stop.is_set():
+            # Cancelled: whatever the task saw (a dropped connection) is moot.
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            raise _Stopped
+        return task.result()
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        task.set_name(f"local_voice {name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _cleanup(self) -> None:
+        """Cancel what still runs and close the connection."""
+        self._stop.set()
+        if self._connection is not None:
+            self._connection.abort()
+            await self._drop(self._connection)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception) and not isinstance(result, WyomingError):
+                LOGGER.debug("Speech task on %s ended with %r", self.server, result)
