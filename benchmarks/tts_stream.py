@@ -1,6 +1,7 @@
 """Time to first audio: local_voice's TTS entity, streaming vs non-streaming.
 
-Starts the real Wyoming TTS server (Piper, en_US-joe-medium) and a Home
+Starts a real Wyoming TTS server (Piper en_US-joe-medium, or with --kokoro the
+kokoro add-on's own server on Kokoro-82M int8, voice jf_alpha) and a Home
 Assistant with a local_voice TTS entry on it, then feeds a 4-sentence answer
 into the entity the way an LLM produces it (text deltas at --rate tokens/s):
 
@@ -11,9 +12,11 @@ into the entity the way an LLM produces it (text deltas at --rate tokens/s):
 
 Each run measures the time from the first text delta to the first audio byte.
 Runs alternate; the last line is `tts_first_audio_ratio=<non-streaming ÷ streaming>`
-(medians). Needs the backends (scripts/setup).
+(medians). The server's real-time factor (synthesis time ÷ audio length) comes from
+the non-streaming runs: the time from the whole text to the whole WAV. Needs the
+backends (scripts/setup).
 
-    .venv/bin/python benchmarks/tts_stream.py [--runs 5] [--rate 20]
+    .venv/bin/python benchmarks/tts_stream.py [--kokoro] [--runs 5] [--rate 20]
         [--server-no-streaming]
 """
 
@@ -48,7 +51,13 @@ from pytest_homeassistant_custom_component.common import (  # noqa: E402
 
 from custom_components.local_voice.const import DOMAIN, SERVICE_TTS  # noqa: E402
 from custom_components.local_voice.tts import LocalVoiceTextToSpeech  # noqa: E402
-from tests.backends import VENV_PY, start, tts_argv  # noqa: E402
+from tests.backends import (  # noqa: E402
+    KOKORO_FILES,
+    VENV_PY,
+    piper_argv,
+    start,
+    tts_argv,
+)
 
 ANSWER = (
     "The kitchen light is on now. "
@@ -101,14 +110,22 @@ async def streaming_run(
 async def non_streaming_run(
     entity: LocalVoiceTextToSpeech, tokens: list[str], rate: float
 ) -> tuple[float, float]:
-    """Return (first audio, total) seconds since the first delta, whole message."""
+    """Return (first audio, real-time factor), whole message.
+
+    First audio is counted from the first delta; the real-time factor is the time
+    from the whole text to the whole WAV, divided by the audio's length.
+    """
     clock = Clock()
     text = "".join([token async for token in llm(tokens, rate, clock)])
+    asked = time.perf_counter()
     _, data = await entity.async_get_tts_audio(text, entity.default_language, {})
+    done = time.perf_counter()
     assert data is not None
     assert len(data) > WAV_HEADER, "no audio"
-    elapsed = time.perf_counter() - clock.first_delta
-    return elapsed, elapsed  # the whole file arrives at once
+    rate_hz = int.from_bytes(data[24:28], "little")
+    block_align = int.from_bytes(data[32:34], "little")
+    audio_seconds = (len(data) - WAV_HEADER) / (rate_hz * block_align)
+    return done - clock.first_delta, (done - asked) / audio_seconds
 
 
 @contextlib.asynccontextmanager
@@ -139,7 +156,7 @@ def _entity(hass: HomeAssistant, entry: MockConfigEntry) -> LocalVoiceTextToSpee
     return entity
 
 
-async def bench(port: int, runs: int, rate: float) -> float:
+async def bench(name: str, port: int, runs: int, rate: float) -> float:
     tokens = llm_tokens(ANSWER)
     print(
         f"answer: 4 sentences, {len(ANSWER)} characters, {len(tokens)} tokens"
@@ -151,22 +168,30 @@ async def bench(port: int, runs: int, rate: float) -> float:
         await non_streaming_run(entity, llm_tokens("Warm up."), 1000)  # load the voice
         streaming: list[float] = []
         whole: list[float] = []
+        factors: list[float] = []
         for run in range(1, runs + 1):
             first, total = await streaming_run(entity, tokens, rate)
             streaming.append(first)
             print(
                 f"run {run} streaming:     first audio {first:.3f} s, all {total:.3f} s"
             )
-            first, total = await non_streaming_run(entity, tokens, rate)
+            first, factor = await non_streaming_run(entity, tokens, rate)
             whole.append(first)
+            factors.append(factor)
             print(
-                f"run {run} non-streaming: first audio {first:.3f} s, all {total:.3f} s"
+                f"run {run} non-streaming: first audio {first:.3f} s,"
+                f" real-time factor {factor:.2f}"
             )
     median_streaming = statistics.median(streaming)
     median_whole = statistics.median(whole)
     print(
         f"median first audio: streaming {median_streaming:.3f} s,"
         f" non-streaming {median_whole:.3f} s"
+    )
+    print(
+        f"{name}: first audio {median_streaming:.3f} s (streaming),"
+        f" real-time factor {statistics.median(factors):.2f}"
+        " (synthesis time / audio length, median)"
     )
     return median_whole / median_streaming
 
@@ -176,22 +201,30 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--rate", type=float, default=20.0, help="LLM tokens/s")
     parser.add_argument(
+        "--kokoro",
+        action="store_true",
+        help="the kokoro add-on's server on Kokoro-82M instead of Piper",
+    )
+    parser.add_argument(
         "--server-no-streaming",
         action="store_true",
-        help="start Piper with --no-streaming: local_voice goes sentence by sentence",
+        help="start the server with --no-streaming: local_voice goes sentence by"
+        " sentence",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("haffmpeg").setLevel(logging.CRITICAL)  # no ffmpeg: not used
-    if not VENV_PY.exists():
-        sys.exit(f"backends missing ({VENV_PY}): run scripts/setup")
+    needed = KOKORO_FILES if args.kokoro else (VENV_PY,)
+    if missing := [str(path) for path in needed if not path.exists()]:
+        sys.exit(f"backends missing ({', '.join(missing)}): run scripts/setup")
+    name = "kokoro" if args.kokoro else "piper"
     with tempfile.TemporaryDirectory() as logs:
-        argv = tts_argv(Path(logs))
+        argv = tts_argv() if args.kokoro else piper_argv(Path(logs))
         if args.server_no_streaming:
             argv.append("--no-streaming")
-        server = start("tts", argv, "tcp", Path(logs))
+        server = start(name, argv, "tcp", Path(logs))
         try:
-            ratio = asyncio.run(bench(server.port, args.runs, args.rate))
+            ratio = asyncio.run(bench(name, server.port, args.runs, args.rate))
         finally:
             server.stop()
     print(f"tts_first_audio_ratio={ratio:.2f}")

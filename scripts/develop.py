@@ -2,8 +2,8 @@
 
 Started by scripts/develop. The backends are the ones the tests use
 (tests/backends.py): llama-server with Qwen2.5-Coder-0.5B (real tool calls), Wyoming
-whisper.cpp (tiny.en) and Wyoming Piper (standing in for Kokoro). Their config entries
-are created on the first run.
+whisper.cpp (tiny.en) and the kokoro add-on's Wyoming server (Kokoro-82M, a Japanese
+voice). Their config entries are created on the first run.
 """
 
 from __future__ import annotations
@@ -151,7 +151,9 @@ def write_config(
             [],
         ),
         _entry(
-            "Piper", {CONF_SERVICE: SERVICE_TTS, "host": tts.host, "port": tts.port}, []
+            "Kokoro",
+            {CONF_SERVICE: SERVICE_TTS, "host": tts.host, "port": tts.port},
+            [],
         ),
     ]
     storage.parent.mkdir(exist_ok=True)
@@ -183,9 +185,7 @@ def main() -> None:
             start("llama", llama_argv(QWEN), "http", logs, port=args.llama_port)
         )
         backends.append(start("asr", asr_argv(), "tcp", logs, port=DEFAULT_ASR_PORT))
-        backends.append(
-            start("tts", tts_argv(logs), "tcp", logs, port=DEFAULT_TTS_PORT)
-        )
+        backends.append(start("tts", tts_argv(), "tcp", logs, port=DEFAULT_TTS_PORT))
         for backend in backends:
             print(f"{backend.name}: {backend.host}:{backend.port} (log {backend.log})")
         write_config(args.config, *backends)

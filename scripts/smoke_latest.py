@@ -74,7 +74,7 @@ def main() -> None:
     try:
         backends.append(start("llama", llama_argv(QWEN), "http", logs))
         backends.append(start("asr", asr_argv(), "tcp", logs))
-        backends.append(start("tts", tts_argv(logs), "tcp", logs))
+        backends.append(start("tts", tts_argv(), "tcp", logs))
         with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(1) as pool:
             write_config(Path(tmp), *backends, yaml=CONFIGURATION_YAML)
             # Home Assistant's loop guards blocking calls in the thread it ran in.

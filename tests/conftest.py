@@ -12,6 +12,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
 
 from .backends import (
+    KOKORO_FILES,
     QWEN,
     QWEN_TEMPLATE,
     SMOL,
@@ -20,6 +21,7 @@ from .backends import (
     Backend,
     asr_argv,
     llama_argv,
+    piper_argv,
     require,
     running,
     start,
@@ -74,7 +76,15 @@ def asr_server(backend_logs: Path) -> Iterator[Backend]:
 
 @pytest.fixture(scope="session")
 def tts_server(backend_logs: Path) -> Iterator[Backend]:
-    """Real Wyoming Piper TTS server (en_US-joe-medium)."""
+    """The kokoro add-on's own Wyoming server on Kokoro-82M (voice jf_alpha)."""
+    require(*KOKORO_FILES)
+    with running(start("tts", tts_argv(), "tcp", backend_logs)) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def piper_server(backend_logs: Path) -> Iterator[Backend]:
+    """Real Wyoming Piper TTS server (en_US-joe-medium): a different TTS server."""
     require(VENV_PY)
-    with running(start("tts", tts_argv(backend_logs), "tcp", backend_logs)) as srv:
+    with running(start("piper", piper_argv(backend_logs), "tcp", backend_logs)) as srv:
         yield srv

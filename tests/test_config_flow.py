@@ -178,7 +178,7 @@ async def test_llama_errors_then_recover(
 @pytest.mark.usefixtures("mock_setup_entry")
 @pytest.mark.parametrize(
     ("service", "fixture", "title"),
-    [(SERVICE_ASR, "asr_server", "whisper.cpp"), (SERVICE_TTS, "tts_server", "piper")],
+    [(SERVICE_ASR, "asr_server", "whisper.cpp"), (SERVICE_TTS, "tts_server", "kokoro")],
 )
 async def test_wyoming(
     hass: HomeAssistant,

@@ -175,5 +175,5 @@ async def test_diagnostics(
 
     entry = await setup_entry(hass, wyoming_entry(SERVICE_TTS, tts_server.port))
     diagnostics = await async_get_config_entry_diagnostics(hass, entry)
-    assert diagnostics["server"]["programs"][0]["name"] == "piper"
+    assert diagnostics["server"]["programs"][0]["name"] == "kokoro"
     assert diagnostics["timings"] == []

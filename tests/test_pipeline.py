@@ -1,8 +1,9 @@
 """Real Assist pipelines: local_voice STT -> conversation agent -> local_voice TTS.
 
 Speech in is the "Turn on the kitchen light." fixture; whisper.cpp (tiny.en)
-and Piper are the REAL servers of the session. The TTS server sits behind a
-transparent relay that records when text went out and audio came back.
+and the kokoro add-on's server on Kokoro-82M are the REAL servers of the session.
+The TTS server sits behind a transparent relay that records when text went out and
+audio came back.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from custom_components.local_voice.wyoming_client.audio import SPEECH_FORMAT
 from homeassistant.components import conversation, stt, tts
 from homeassistant.components.assist_pipeline import (
     AudioSettings,
+    Pipeline,
     PipelineEvent,
     PipelineEventType,
-    async_create_default_pipeline,
+    async_get_pipeline,
     async_pipeline_from_audio_stream,
     async_update_pipeline,
 )
@@ -35,7 +37,7 @@ from homeassistant.core import Context, HomeAssistant
 from homeassistant.helpers import chat_session, entity_registry as er, intent
 from homeassistant.setup import async_setup_component
 
-from .backends import Backend
+from .backends import KOKORO_VOICE, Backend
 from .common import llama_entry, setup_entry, wyoming_entry
 from .speech_support import (
     KITCHEN_WAV,
@@ -112,7 +114,7 @@ class StreamingAgent(conversation.AbstractConversationAgent):
 
 @pytest.fixture
 async def relay(tts_server: Backend) -> AsyncIterator[Relay]:
-    """A recording relay in front of the session's Piper server."""
+    """A recording relay in front of the session's Kokoro server."""
     relay = await Relay(tts_server.port).start()
     yield relay
     await relay.stop()
@@ -141,6 +143,26 @@ async def engines(
     assert stt_id is not None
     assert tts_id is not None
     return stt_id, tts_id, asr, tts_entry
+
+
+async def kokoro_pipeline(hass: HomeAssistant, stt_id: str, tts_id: str) -> Pipeline:
+    """Home Assistant's default pipeline, with English STT and Kokoro's Japanese voice.
+
+    Kokoro offers its voices under their own language only, so the pipeline's
+    text-to-speech language is set to Japanese, as a user picks it in the pipeline
+    settings; the voice reads the English answer as English.
+    """
+    pipeline = async_get_pipeline(hass)
+    await async_update_pipeline(
+        hass,
+        pipeline,
+        stt_engine=stt_id,
+        stt_language="en",
+        tts_engine=tts_id,
+        tts_language="ja",
+        tts_voice=KOKORO_VOICE,
+    )
+    return async_get_pipeline(hass, pipeline.id)
 
 
 async def run_pipeline(
@@ -193,8 +215,7 @@ async def test_speech_to_speech_with_default_agent(
     stt_id, tts_id, asr, tts_entry = engines
     hass.states.async_set("light.kitchen", "off", {"friendly_name": "Kitchen light"})
     turn_on = async_mock_service(hass, "light", "turn_on")
-    pipeline = await async_create_default_pipeline(hass, stt_id, tts_id, "Local")
-    assert pipeline is not None
+    pipeline = await kokoro_pipeline(hass, stt_id, tts_id)
     assert pipeline.conversation_engine == conversation.HOME_ASSISTANT_AGENT
 
     _, speech = read_wav(KITCHEN_WAV)
@@ -229,8 +250,7 @@ async def test_speech_starts_before_the_agent_finishes(
     agent_entry.add_to_hass(hass)
     agent = StreamingAgent(hass, relay)
     conversation.async_set_agent(hass, agent_entry, agent)
-    pipeline = await async_create_default_pipeline(hass, stt_id, tts_id, "Local")
-    assert pipeline is not None
+    pipeline = await kokoro_pipeline(hass, stt_id, tts_id)
     await async_update_pipeline(
         hass,
         pipeline,
@@ -244,7 +264,7 @@ async def test_speech_starts_before_the_agent_finishes(
     assert agent.waited_for_audio
     progress = [event.data or {} for event in events[PipelineEventType.INTENT_PROGRESS]]
     assert any(data.get("tts_start_streaming") for data in progress)
-    # Text went to Piper in pieces, and audio came back before the last piece.
+    # Text went to Kokoro in pieces, and audio came back before the last piece.
     chunks = relay.seen("synthesize-chunk")
     assert len(chunks) >= 4
     assert relay.seen("audio-chunk")[0].at < chunks[-1].at
@@ -291,8 +311,7 @@ async def test_speech_to_speech_with_local_voice_agent(
         )
         if entity.domain == "conversation"
     ]
-    pipeline = await async_create_default_pipeline(hass, stt_id, tts_id, "Local")
-    assert pipeline is not None
+    pipeline = await kokoro_pipeline(hass, stt_id, tts_id)
     await async_update_pipeline(
         hass, pipeline, conversation_engine=agent_id, conversation_language=MATCH_ALL
     )

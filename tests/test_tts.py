@@ -1,7 +1,10 @@
-"""Text-to-speech against the REAL Wyoming Piper server (Kokoro's stand-in).
+"""Text-to-speech against the kokoro add-on's own Wyoming server on Kokoro-82M.
 
-A transparent relay records the events on the wire; a faulty loopback server
-is used only for protocol faults no real server makes.
+Its voices in a package registry are Japanese: English text is read by them as
+English (tests/addons/test_kokoro.py checks the languages). Piper, a different real
+server, is used where its behaviour is the point. A transparent relay records the
+events on the wire; a faulty loopback server is used only for protocol faults no
+real server makes.
 """
 
 from __future__ import annotations
@@ -36,7 +39,14 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
 from homeassistant.util import dt as dt_util
 
-from .backends import VENV_PY, Backend, free_port, require, start, tts_argv
+from .backends import (
+    KOKORO_FILES,
+    Backend,
+    free_port,
+    require,
+    start,
+    tts_argv,
+)
 from .common import setup_entry, wyoming_entry
 from .speech_support import FaultyServer, Relay, parse_wav, token_deltas, tts_info
 
@@ -50,8 +60,16 @@ ANSWER = (
 
 @pytest.fixture
 async def relay(tts_server: Backend) -> AsyncIterator[Relay]:
-    """A recording relay in front of the session's Piper server."""
+    """A recording relay in front of the session's Kokoro server."""
     relay = await Relay(tts_server.port).start()
+    yield relay
+    await relay.stop()
+
+
+@pytest.fixture
+async def piper_relay(piper_server: Backend) -> AsyncIterator[Relay]:
+    """A recording relay in front of the session's Piper server."""
+    relay = await Relay(piper_server.port).start()
     yield relay
     await relay.stop()
 
@@ -116,11 +134,19 @@ async def test_voices_languages_and_streaming(
     """Voices and languages come from the server's info; it streams text."""
     entry = await setup_entry(hass, wyoming_entry(SERVICE_TTS, tts_server.port))
     entity = tts_entity(hass, entry)
-    assert "en_US" in entity.supported_languages
-    assert entity.default_language == "en_US"  # Home Assistant's language is "en"
-    voices = entity.async_get_supported_voices("en_US")
+    # Each voice under its own language: Kokoro's Japanese voices are not English.
+    assert entity.supported_languages == ["ja"]
+    assert entity.default_language == "ja"  # Home Assistant's "en" is not offered
+    voices = entity.async_get_supported_voices("ja")
     assert voices is not None
-    assert "en_US-joe-medium" in [voice.voice_id for voice in voices]
+    assert [voice.voice_id for voice in voices] == [
+        "jf_alpha",
+        "jf_gongitsune",
+        "jf_nezumi",
+        "jf_tebukuro",
+        "jm_kumo",
+    ]
+    assert entity.async_get_supported_voices("en_US") is None
     assert entity.supported_options == [tts.ATTR_VOICE, "speaker"]
     assert entity.server_streams_text
     assert entity.async_supports_streaming_input()
@@ -158,7 +184,7 @@ async def test_text_streams_in_and_audio_streams_out(
     for unspoken in ("**", "💡", "https", "example.com"):
         assert unspoken not in spoken
     audio_format, pcm = parse_wav(data)
-    assert audio_format.rate == 22050
+    assert audio_format.rate == 24000
     assert len(pcm) / audio_format.bytes_per_second > 5
     timing = entry.runtime_data.timings[-1]
     assert timing["kind"] == "tts"
@@ -177,10 +203,8 @@ async def test_sentence_by_sentence_when_server_cannot_stream(
     hass: HomeAssistant, backend_dir: Path
 ) -> None:
     """A server without text streaming gets one request per sentence, in order."""
-    require(VENV_PY)
-    server = start(
-        "tts-no-stream", [*tts_argv(backend_dir), "--no-streaming"], "tcp", backend_dir
-    )
+    require(*KOKORO_FILES)
+    server = start("tts-no-stream", tts_argv("--no-streaming"), "tcp", backend_dir)
     relay = await Relay(server.port).start()
     try:
         entry = await setup_entry(hass, wyoming_entry(SERVICE_TTS, relay.port))
@@ -257,11 +281,15 @@ async def test_through_home_assistant_tts_stream(
 @pytest.mark.parametrize("streaming", [True, False])
 async def test_unavailable_voice_falls_back_to_default(
     hass: HomeAssistant,
-    relay: Relay,
+    piper_relay: Relay,
     caplog: pytest.LogCaptureFixture,
     streaming: bool,
 ) -> None:
-    """A listed voice the server cannot load is replaced by its default voice."""
+    """A listed voice the server cannot load is replaced by its default voice.
+
+    Piper lists voices it does not have; Kokoro's server lists only its own.
+    """
+    relay = piper_relay
     entry = await setup_entry(hass, wyoming_entry(SERVICE_TTS, relay.port))
     entity = tts_entity(hass, entry)
     voices = [
@@ -404,9 +432,9 @@ async def test_server_down_and_back(
     hass: HomeAssistant, backend_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A request to a stopped server fails clearly; the entity recovers."""
-    require(VENV_PY)
+    require(*KOKORO_FILES)
     port = free_port()
-    server = start("tts-recover", tts_argv(backend_dir), "tcp", backend_dir, port=port)
+    server = start("tts-recover", tts_argv(), "tcp", backend_dir, port=port)
     try:
         entry = await setup_entry(hass, wyoming_entry(SERVICE_TTS, port))
         entity = tts_entity(hass, entry)
@@ -424,9 +452,7 @@ async def test_server_down_and_back(
         assert state.state == STATE_UNAVAILABLE
         assert entry.runtime_data.timings[-1]["outcome"] == "error"
 
-        server = start(
-            "tts-recover", tts_argv(backend_dir), "tcp", backend_dir, port=port
-        )
+        server = start("tts-recover", tts_argv(), "tcp", backend_dir, port=port)
         async_fire_time_changed(
             hass, dt_util.utcnow() + timedelta(seconds=UPDATE_INTERVAL_SECONDS + 1)
         )

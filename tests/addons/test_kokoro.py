@@ -1,8 +1,10 @@
 """kokoro: the options -> command step, and the Wyoming server it starts.
 
-No Kokoro weights exist on these machines, so the server runs with a fake
-synthesizer injected where the add-on loads Kokoro; everything else is real: the
-server's own code on a loopback port, and wyoming's AsyncTcpClient talking to it.
+The server's protocol is checked with a fake synthesizer injected where the add-on
+loads Kokoro (it records exactly what was asked of it): the server's own code on a
+loopback port, and wyoming's AsyncTcpClient talking to it. The server on the real
+Kokoro-82M weights (the session's `tts_server`, Japanese voices) is checked for its
+voices, languages and streamed speech; the speech tests of the integration hear it.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 import contextlib
 import json
+import os
 from pathlib import Path
 import socket
+import subprocess
 import threading
 from types import ModuleType
 from typing import Any
@@ -23,7 +27,7 @@ from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
 from wyoming.event import Event
-from wyoming.info import Describe, Info
+from wyoming.info import Describe, Info, TtsProgram
 from wyoming.tts import (
     Synthesize,
     SynthesizeChunk,
@@ -43,7 +47,15 @@ from tests.addons.addon_support import (
     load_module,
     write_options,
 )
-from tests.backends import free_port
+from tests.backends import (
+    KOKORO_LIB,
+    KOKORO_MODEL,
+    KOKORO_VOICES,
+    VENV_PY,
+    Backend,
+    free_port,
+    require,
+)
 
 SLUG = "kokoro"
 HEALTHCHECK = ADDONS / SLUG / "rootfs/usr/local/bin/healthcheck"
@@ -221,14 +233,14 @@ class FakeSynthesizer:
     sample_rate = 24000
 
     def __init__(self, fail_on: str | None = None) -> None:
-        self.calls: list[tuple[str, str, float, int]] = []
+        self.calls: list[tuple[str, str, float, str, int]] = []
         self.fail_on = fail_on
 
     def voices(self) -> list[str]:
         return list(VOICES)
 
-    def synthesize(self, text: str, voice: str, speed: float) -> bytes:
-        self.calls.append((text, voice, speed, threading.get_ident()))
+    def synthesize(self, text: str, voice: str, speed: float, language: Any) -> bytes:
+        self.calls.append((text, voice, speed, language.code, threading.get_ident()))
         if text == self.fail_on:
             raise RuntimeError(f"cannot say {text!r}")
         spoken = f"{voice}|{speed}|{text}".encode()
@@ -253,6 +265,7 @@ async def running_server(
             default_voice=kwargs.pop("default_voice", "af_heart"),
             speed=kwargs.pop("speed", 1.0),
             samples_per_chunk=kwargs.pop("samples_per_chunk", 4),
+            **kwargs,
         )
     )
     for _ in range(100):
@@ -269,12 +282,15 @@ async def running_server(
 
 
 async def read_until(
-    client: AsyncTcpClient, done: Callable[[Event], bool]
+    client: AsyncTcpClient, done: Callable[[Event], bool], limit: float = 5
 ) -> list[Event]:
-    """Read events until `done` says stop (the last event is included), 5 s at most."""
+    """Read events until `done` says stop (the last event is included).
+
+    `limit`: seconds to wait for each event.
+    """
     events: list[Event] = []
     while True:
-        event = await asyncio.wait_for(client.read_event(), 5)
+        event = await asyncio.wait_for(client.read_event(), limit)
         assert event is not None, "the server closed the connection"
         events.append(event)
         if done(event):
@@ -296,14 +312,18 @@ def audio_streams(events: list[Event]) -> Iterator[tuple[int, str]]:
             yield rate, said(audio)
 
 
-async def test_describe_says_streaming_and_lists_voices(server: ModuleType) -> None:
-    async with (
-        running_server(server, FakeSynthesizer()) as port,
-        AsyncTcpClient("127.0.0.1", port) as client,
-    ):
+async def describe(port: int) -> TtsProgram:
+    """Ask the server on `port` for its info; return its one TTS program."""
+    async with AsyncTcpClient("127.0.0.1", port) as client:
         await client.write_event(Describe().event())
         (event,) = await read_until(client, lambda e: Info.is_type(e.type))
     (program,) = Info.from_event(event).tts
+    return program
+
+
+async def test_describe_says_streaming_and_lists_voices(server: ModuleType) -> None:
+    async with running_server(server, FakeSynthesizer()) as port:
+        program = await describe(port)
     assert program.name == "kokoro"
     assert program.supports_synthesize_streaming is True
     assert [(v.name, v.languages) for v in program.voices] == [
@@ -387,16 +407,19 @@ async def test_stream_with_nothing_to_say_still_ends(
 @pytest.mark.parametrize(
     ("voice", "expected"),
     [
-        (SynthesizeVoice(name="ff_siwis"), "ff_siwis"),
-        (SynthesizeVoice(name="zz_unknown"), "af_heart"),
-        (SynthesizeVoice(language="en_GB"), "bf_emma"),
-        (SynthesizeVoice(language="fr"), "ff_siwis"),
-        (SynthesizeVoice(language="de"), "af_heart"),
-        (None, "af_heart"),
+        (SynthesizeVoice(name="ff_siwis"), ("ff_siwis", "fr")),
+        (SynthesizeVoice(name="zz_unknown"), ("af_heart", "en-US")),
+        (SynthesizeVoice(language="en_GB"), ("bf_emma", "en-GB")),
+        (SynthesizeVoice(language="fr-FR"), ("ff_siwis", "fr")),
+        (SynthesizeVoice(language="en"), ("af_heart", "en-US")),
+        (SynthesizeVoice(language="de"), ("af_heart", "en-US")),
+        # No Spanish voice here: the default one reads in the language asked for.
+        (SynthesizeVoice(language="es"), ("af_heart", "es")),
+        (None, ("af_heart", "en-US")),
     ],
 )
-async def test_voice_choice(
-    server: ModuleType, voice: SynthesizeVoice | None, expected: str
+async def test_voice_and_language_choice(
+    server: ModuleType, voice: SynthesizeVoice | None, expected: tuple[str, str]
 ) -> None:
     fake = FakeSynthesizer()
     async with (
@@ -405,7 +428,31 @@ async def test_voice_choice(
     ):
         await client.write_event(Synthesize(text="Hello.", voice=voice).event())
         await read_until(client, lambda e: AudioStop.is_type(e.type))
-    assert [call[1] for call in fake.calls] == [expected]
+    assert [(call[1], call[3]) for call in fake.calls] == [expected]
+
+
+async def test_a_streamed_voice_reads_in_its_own_language(server: ModuleType) -> None:
+    """The language of a French voice is French, for every sentence of the stream."""
+    fake = FakeSynthesizer()
+    async with (
+        running_server(server, fake, default_voice="ff_siwis") as port,
+        AsyncTcpClient("127.0.0.1", port) as client,
+    ):
+        await client.write_event(SynthesizeStart().event())
+        await client.write_event(SynthesizeChunk(text="Bonjour. Ça va ?").event())
+        await client.write_event(SynthesizeStop().event())
+        await read_until(client, lambda e: SynthesizeStopped.is_type(e.type))
+    assert [call[1:4] for call in fake.calls] == [
+        ("ff_siwis", 1.0, "fr"),
+        ("ff_siwis", 1.0, "fr"),
+    ]
+
+
+async def test_without_streaming_the_server_says_so(server: ModuleType) -> None:
+    """--no-streaming: clients then send one request per sentence."""
+    async with running_server(server, FakeSynthesizer(), streaming=False) as port:
+        program = await describe(port)
+    assert program.supports_synthesize_streaming is False
 
 
 async def test_a_failed_sentence_is_an_error_event_not_a_dead_server(
@@ -487,3 +534,105 @@ def test_fake_matches_the_interface(synthesizer: ModuleType) -> None:
         assert hasattr(synthesizer.KokoroOnnx, name)
         assert hasattr(FakeSynthesizer, name)
     assert synthesizer.KokoroOnnx.sample_rate == FakeSynthesizer.sample_rate
+
+
+def test_languages_asked_for_and_read_in(synthesizer: ModuleType) -> None:
+    """Requests name languages loosely; a sentence is read in what it is written in."""
+    find = synthesizer.find_language
+    assert [find(code).code for code in ("ja", "en_GB", "fr-FR", "pt", "zh-CN")] == [
+        "ja",
+        "en-GB",
+        "fr",
+        "pt-BR",
+        "zh",
+    ]
+    assert find("de") is None
+    japanese, french = find("ja"), find("fr")
+    reading = synthesizer.reading_language
+    assert reading("キッチンの電気をつけました。", japanese) == japanese
+    assert reading("Wi-Fiをつけました。", japanese) == japanese  # mixed: Japanese
+    assert reading("21.", japanese) == japanese  # numbers are read in Japanese
+    # An English sentence has no Japanese phonemes, only spelled-out letters.
+    assert reading("Turn on the light.", japanese) == synthesizer.ENGLISH
+    assert reading("Allume la lumière.", french) == french  # Latin script: French
+
+
+# --- the real server on Kokoro-82M ----------------------------------------------------
+
+JAPANESE_VOICES = ["jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"]
+
+
+def real_phonemes(texts: list[tuple[str, str]]) -> list[str]:
+    """Phonemes the add-on's KokoroOnnx gives each (text, language), on the real model.
+
+    Runs in the backends' Python (kokoro-onnx needs Python <= 3.13), as the image does.
+    """
+    require(VENV_PY, KOKORO_MODEL, KOKORO_VOICES)
+    script = (
+        "import json, sys; from pathlib import Path;"
+        " from wyoming_kokoro.synthesizer import KokoroOnnx, find_language;"
+        " kokoro = KokoroOnnx(Path(sys.argv[1]), Path(sys.argv[2]));"
+        " print(json.dumps([kokoro.phonemes(text, find_language(code))"
+        " for text, code in json.loads(sys.argv[3])]))"
+    )
+    result = subprocess.run(
+        [VENV_PY, "-c", script, KOKORO_MODEL, KOKORO_VOICES, json.dumps(texts)],
+        env={**os.environ, "PYTHONPATH": str(KOKORO_LIB)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return list(json.loads(result.stdout.splitlines()[-1]))
+
+
+def test_each_language_gets_its_own_phonemes() -> None:
+    """Japanese kanji and kana are read as Japanese; Spanish and French by eSpeak NG."""
+    japanese, english, spanish, french = real_phonemes(
+        [
+            ("キッチンの電気をつけました。", "ja"),
+            ("The kitchen light is on.", "en-US"),
+            ("La luz de la cocina está encendida.", "es"),
+            ("La lumière de la cuisine est allumée.", "fr"),
+        ]
+    )
+    # misaki's Japanese phonemes, kanji read (電気: deŋki), not spelled out.
+    assert japanese == "kʲiʔʨiɴ no deŋkʲi o ʦɨke maɕita."  # noqa: RUF001
+    assert "kˈɪtʃən" in english, english  # noqa: RUF001
+    assert "koθˈina" in spanish, spanish  # noqa: RUF001
+    assert "kyizˈin" in french, french  # noqa: RUF001
+    assert len({japanese, english, spanish, french}) == 4
+
+
+async def test_real_server_lists_its_voices_in_their_language(
+    tts_server: Backend,
+) -> None:
+    program = await describe(tts_server.port)
+    assert program.name == "kokoro"
+    assert program.supports_synthesize_streaming is True
+    assert [(v.name, v.languages) for v in program.voices] == [
+        (name, ["ja"]) for name in JAPANESE_VOICES
+    ]
+
+
+async def test_real_server_streams_japanese_sentence_by_sentence(
+    tts_server: Backend,
+) -> None:
+    """A Japanese voice, Japanese text: one audio stream per sentence, as it ends."""
+    async with AsyncTcpClient(tts_server.host, tts_server.port) as client:
+        await client.write_event(
+            SynthesizeStart(voice=SynthesizeVoice(name="jm_kumo")).event()
+        )
+        for text in ("キッチンの", "電気をつけました。", "リビングは"):
+            await client.write_event(SynthesizeChunk(text=text).event())
+        # The first sentence is spoken before the rest of the text is sent.
+        first = await read_until(client, lambda e: AudioStop.is_type(e.type), 60)
+        await client.write_event(SynthesizeChunk(text="暖かいです。").event())
+        await client.write_event(SynthesizeStop().event())
+        rest = await read_until(client, lambda e: SynthesizeStopped.is_type(e.type), 60)
+    for events in (first, rest):
+        chunks = [AudioChunk.from_event(e) for e in events if e.type == "audio-chunk"]
+        assert {(c.rate, c.width, c.channels) for c in chunks} == {(24000, 2, 1)}
+        seconds = sum(len(c.audio) for c in chunks) / 48000
+        assert 0.8 < seconds < 6, seconds
+    assert [e.type for e in rest].count("audio-start") == 1

@@ -8,9 +8,10 @@ from collections.abc import Callable
 import logging
 from pathlib import Path
 import sys
+import time
 
 from .server import serve
-from .synthesizer import KokoroOnnx, Synthesizer
+from .synthesizer import KokoroOnnx, Synthesizer, voice_language
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--volume", type=float, default=1.0, help="gain applied to the audio"
     )
     parser.add_argument("--samples-per-chunk", type=int, default=1024)
+    parser.add_argument(
+        "--no-streaming",
+        action="store_true",
+        help="do not offer synthesize streaming (clients send sentence by sentence)",
+    )
     parser.add_argument("--debug", action="store_true", help="log every sentence")
     return parser
 
@@ -55,6 +61,10 @@ def main(
             "Voice %s is not in %s", args.voice, args.voices_dir
         )
         return 1
+    # ONNX Runtime plans its first run slowly: pay for it now, not on the first answer.
+    started = time.monotonic()
+    synthesizer.synthesize("Ready.", args.voice, args.speed, voice_language(args.voice))
+    logging.getLogger(__name__).info("Warmed up in %.1f s", time.monotonic() - started)
     asyncio.run(
         serve(
             args.uri,
@@ -62,6 +72,7 @@ def main(
             default_voice=args.voice,
             speed=args.speed,
             samples_per_chunk=args.samples_per_chunk,
+            streaming=not args.no_streaming,
         )
     )
     return 0

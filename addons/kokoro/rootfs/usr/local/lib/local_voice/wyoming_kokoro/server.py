@@ -34,12 +34,12 @@ from wyoming.tts import (
 )
 
 from .sentences import SentenceSplitter, split_sentences
-from .synthesizer import voice_language
+from .synthesizer import find_language, voice_language
 
 if TYPE_CHECKING:
     from wyoming.event import Event
 
-    from .synthesizer import Synthesizer
+    from .synthesizer import Language, Synthesizer
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ CHANNELS = 1
 _KOKORO = Attribution(name="hexgrad", url="https://huggingface.co/hexgrad/Kokoro-82M")
 
 
-def build_info(voices: list[str]) -> Info:
-    """Describe the server: one TTS program, its voices, streaming supported."""
+def build_info(voices: list[str], streaming: bool = True) -> Info:
+    """Describe the server: one TTS program, its voices in their own languages."""
     return Info(
         tts=[
             TtsProgram(
@@ -70,7 +70,7 @@ def build_info(voices: list[str]) -> Info:
                     )
                     for voice in voices
                 ],
-                supports_synthesize_streaming=True,
+                supports_synthesize_streaming=streaming,
             )
         ]
     )
@@ -99,7 +99,7 @@ class KokoroEventHandler(AsyncEventHandler):
         self._speed = speed
         self._chunk_bytes = samples_per_chunk * WIDTH * CHANNELS
         self._stream: SentenceSplitter | None = None
-        self._stream_voice = default_voice
+        self._stream_voice = (default_voice, voice_language(default_voice))
 
     async def handle_event(self, event: Event) -> bool:
         """Answer one event; never drop the connection on a synthesis error."""
@@ -124,40 +124,52 @@ class KokoroEventHandler(AsyncEventHandler):
             if self._stream is None:
                 return  # a chunk outside a stream has nothing to belong to
             for sentence in self._stream.add(SynthesizeChunk.from_event(event).text):
-                await self._speak([sentence], self._stream_voice)
+                await self._speak([sentence], *self._stream_voice)
         elif SynthesizeStop.is_type(event.type):
             if self._stream is not None and (rest := self._stream.finish()):
-                await self._speak([rest], self._stream_voice)
+                await self._speak([rest], *self._stream_voice)
             self._stream = None
             await self.write_event(SynthesizeStopped().event())
         elif Synthesize.is_type(event.type) and self._stream is None:
             synthesize = Synthesize.from_event(event)
             await self._speak(
-                split_sentences(synthesize.text), self.pick_voice(synthesize.voice)
+                split_sentences(synthesize.text), *self.pick_voice(synthesize.voice)
             )
 
-    def pick_voice(self, requested: SynthesizeVoice | None) -> str:
-        """Choose the voice asked for, else one of its language, else the default."""
+    def pick_voice(self, requested: SynthesizeVoice | None) -> tuple[str, Language]:
+        """Choose a voice and the language it reads in.
+
+        The voice asked for, else one of the language asked for, else the default; the
+        language asked for (Wyoming sends one only without a voice name), else the
+        voice's own: never English by default.
+        """
         if requested is None:
-            return self._default_voice
+            return self._default_voice, voice_language(self._default_voice)
+        asked = find_language(requested.language) if requested.language else None
+        voice = self._choose_voice(requested.name, asked)
+        return voice, asked or voice_language(voice)
+
+    def _choose_voice(self, name: str | None, language: Language | None) -> str:
         installed = self.synthesizer.voices()
-        if requested.name in installed:
-            return requested.name
-        if requested.language:
-            wanted = requested.language.lower().replace("_", "-")
-            for voice in [self._default_voice, *installed]:
-                code = voice_language(voice).code.lower()
-                if code == wanted or code.split("-")[0] == wanted:
-                    return voice
-        if requested.name:
+        if name in installed:
+            return name
+        if language is not None:
+            candidates = [self._default_voice, *installed]
+            primary = language.code.split("-")[0]
+            matches = [v for v in candidates if voice_language(v) == language] or [
+                v for v in candidates if voice_language(v).code.startswith(primary)
+            ]
+            if matches:
+                return matches[0]
+        if name:
             _LOGGER.warning(
-                "Voice %s is not installed, using %s",
-                requested.name,
-                self._default_voice,
+                "Voice %s is not installed, using %s", name, self._default_voice
             )
         return self._default_voice
 
-    async def _speak(self, sentences: list[str], voice: str) -> None:
+    async def _speak(
+        self, sentences: list[str], voice: str, language: Language
+    ) -> None:
         """Send one audio stream (start, chunks, stop): `sentences` spoken in order."""
         rate = self.synthesizer.sample_rate
         await self.write_event(
@@ -165,10 +177,15 @@ class KokoroEventHandler(AsyncEventHandler):
         )
         loop = asyncio.get_running_loop()
         for sentence in sentences:
-            _LOGGER.debug("Speaking with %s: %s", voice, sentence)
+            _LOGGER.debug("Speaking with %s (%s): %s", voice, language.code, sentence)
             async with self._lock:
                 audio = await loop.run_in_executor(
-                    None, self.synthesizer.synthesize, sentence, voice, self._speed
+                    None,
+                    self.synthesizer.synthesize,
+                    sentence,
+                    voice,
+                    self._speed,
+                    language,
                 )
             for offset in range(0, len(audio), self._chunk_bytes):
                 chunk = audio[offset : offset + self._chunk_bytes]
@@ -187,6 +204,7 @@ async def serve(
     default_voice: str,
     speed: float,
     samples_per_chunk: int = 1024,
+    streaming: bool = True,
 ) -> None:
     """Serve Wyoming clients on `uri` until cancelled, all sharing `synthesizer`."""
     server = AsyncServer.from_uri(uri)
@@ -194,7 +212,7 @@ async def serve(
         KokoroEventHandler,
         synthesizer=synthesizer,
         lock=asyncio.Lock(),
-        info=build_info(synthesizer.voices()),
+        info=build_info(synthesizer.voices(), streaming),
         default_voice=default_voice,
         speed=speed,
         samples_per_chunk=samples_per_chunk,

