@@ -122,15 +122,20 @@ def _handler(stub: HubStub) -> type[BaseHTTPRequestHandler]:
 def serve(root: Path) -> Iterator[HubStub]:
     """Serve `root` on a loopback port until the block ends (threads joined)."""
     stub = HubStub(root)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(stub))
+    with loopback_server(_handler(stub), "hub-stub") as url:
+        stub.endpoint = url
+        yield stub
+
+
+@contextlib.contextmanager
+def loopback_server(handler: type[BaseHTTPRequestHandler], name: str) -> Iterator[str]:
+    """Run an HTTP server on a free loopback port; yield its URL, join its threads."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = False
-    stub.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(
-        target=server.serve_forever, args=(0.05,), name="hub-stub"
-    )
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name=name)
     thread.start()
     try:
-        yield stub
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

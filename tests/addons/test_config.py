@@ -125,7 +125,7 @@ def test_identity_versions_and_discovery(slug: str) -> None:
     assert conf["discovery"] == DISCOVERY[slug]
     assert conf["ports"] == {f"{PORTS[slug]}/tcp": None}
     assert "amd64" in conf["arch"]
-    assert "image" not in conf, "no published image yet: the Supervisor builds it"
+    assert conf["image"] == f"ghcr.io/local-voice/local_voice-{slug}"  # test_publish
     assert conf.get("apparmor", True) is True, "apparmor.txt is the profile"
     assert conf["url"].startswith("https://github.com/") and conf["url"].endswith(slug)
 

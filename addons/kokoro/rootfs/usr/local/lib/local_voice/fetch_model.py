@@ -58,6 +58,10 @@ class ModelFile:
     repo_id: str
     filename: str
     revision: str = "main"
+    # The add-on options that chose the repository and the file: an error names them,
+    # so that the log says what to change.
+    repo_option: str = ""
+    file_option: str = ""
 
     def local_path(self, models_dir: Path) -> Path:
         """Return where the file lives: `<models_dir>/<owner>/<repo>/<filename>`."""
@@ -188,16 +192,26 @@ def _metadata_error(model: ModelFile, err: Exception) -> str:
             "huggingface.co and set the add-on's hf_token option"
         )
     if isinstance(err, RepositoryNotFoundError):
+        fix = (
+            f"set the add-on's {model.repo_option} option to an existing one"
+            if model.repo_option
+            else "check its name"
+        )
         return (
-            f"Hugging Face repository '{repo}' does not exist "
-            "(or it is private: then set the add-on's hf_token option)"
+            f"Hugging Face repository '{repo}' does not exist: {fix} "
+            "(a private repository also needs the add-on's hf_token option)"
         )
     if isinstance(err, RevisionNotFoundError):
         return f"Revision '{model.revision}' does not exist in '{repo}'"
     if isinstance(err, EntryNotFoundError):
+        fix = (
+            f"set the add-on's {model.file_option} option to"
+            if model.file_option
+            else "check the name against"
+        )
         return (
             f"File '{model.filename}' does not exist in Hugging Face repository "
-            f"'{repo}': check the name on the repository's Files page"
+            f"'{repo}': {fix} a file listed on the repository's Files page"
         )
     return f"Cannot reach Hugging Face for {repo}/{model.filename}: {err}"
 

@@ -21,14 +21,27 @@ from launcher import (
 
 PORT = 10200
 MODEL_REPO = "onnx-community/Kokoro-82M-v1.0-ONNX"
+# The repository's commit the add-on was checked against (its files page, 2026-11):
+# a later change to the repository cannot change what a fresh install fetches.
+MODEL_REVISION = "1939ad2a8e416c0acfeecc08a694d14ef25f2231"
 HERE = Path(__file__).resolve().parent
 
 
 def model_files(options: Options) -> tuple[ModelFile, ModelFile]:
     """Return the ONNX model and the voice file the options ask for."""
     return (
-        ModelFile(MODEL_REPO, f"onnx/{options['model']}.onnx"),
-        ModelFile(MODEL_REPO, f"voices/{options['voice']}.bin"),
+        ModelFile(
+            MODEL_REPO,
+            f"onnx/{options['model']}.onnx",
+            MODEL_REVISION,
+            file_option="model",
+        ),
+        ModelFile(
+            MODEL_REPO,
+            f"voices/{options['voice']}.bin",
+            MODEL_REVISION,
+            file_option="voice",
+        ),
     )
 
 

@@ -65,7 +65,11 @@ def resolve_model(options: Options, models_dir: Path) -> Path:
         raise ConfigError(msg)
     token = text_option(options, "hf_token") or None
     paths = [
-        ensure_file(ModelFile(repo, part), models_dir, token=token)
+        ensure_file(
+            ModelFile(repo, part, repo_option="model_repo", file_option="model_file"),
+            models_dir,
+            token=token,
+        )
         for part in gguf_parts(filename)
     ]
     return paths[0]

@@ -26,7 +26,7 @@ MODEL_REPO = "ggerganov/whisper.cpp"
 
 def model_file(options: Options) -> ModelFile:
     """Return the ggml file of the chosen model (`base.en`: `ggml-base.en.bin`)."""
-    return ModelFile(MODEL_REPO, f"ggml-{options['model']}.bin")
+    return ModelFile(MODEL_REPO, f"ggml-{options['model']}.bin", file_option="model")
 
 
 def build_command(
