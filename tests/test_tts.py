@@ -473,6 +473,25 @@ async def test_server_down_and_back(
         ("garbage", "sent something that is not a Wyoming event"),
         ("bad-event", "sent a malformed audio-chunk event"),
         ("close", "closed the connection"),
+        (
+            "huge-payload",
+            "announced 1073741824 bytes of payload for one audio-chunk event,"
+            " over the limit of 4194304",
+        ),
+        ("long-header", "sent an event header longer than 65536 bytes"),
+        (
+            "zero-rate",
+            "sent audio that cannot be played: audio-start announces"
+            " a sample rate of 0 Hz",
+        ),
+        (
+            "zero-width",
+            "sent audio that cannot be played: audio-start announces 0-byte samples",
+        ),
+        (
+            "zero-channels",
+            "sent audio that cannot be played: audio-start announces 0 channels",
+        ),
     ],
 )
 @pytest.mark.parametrize("streaming", [True, False])
@@ -483,7 +502,10 @@ async def test_protocol_faults(
     message: str,
     streaming: bool,
 ) -> None:
-    """Garbage, malformed events and early close fail clearly, leaking nothing."""
+    """Garbage, malformed or oversized events, impossible audio formats, early close.
+
+    Each fails clearly and leaks nothing; the failed request keeps its timings.
+    """
     server = await FaultyServer(tts_info(streaming), fault).start()
     try:
         entry = await setup_entry(hass, wyoming_entry(SERVICE_TTS, server.port))
@@ -501,6 +523,7 @@ async def test_protocol_faults(
         assert state.state != STATE_UNAVAILABLE  # reachable, just faulty
         assert not entity._running
         assert no_speech_tasks()
+        assert entry.runtime_data.timings[-1]["outcome"] == "error"
     finally:
         await server.stop()
 

@@ -13,8 +13,9 @@ from collections.abc import AsyncGenerator, AsyncIterable, Awaitable
 import contextlib
 from dataclasses import dataclass, field
 import time
+from typing import Any
 
-from wyoming.audio import AudioChunk, AudioStop
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event
 from wyoming.tts import (
     Synthesize,
@@ -319,21 +320,62 @@ class Synthesis:
             event = await self._next_event(connection, writer)
             if AudioChunk.is_type(event.type):
                 chunk = parse(self.server, AudioChunk, event)
+                self._check_format(event.type, chunk.rate, chunk.width, chunk.channels)
                 if chunk.audio:
                     yield chunk
+            elif AudioStart.is_type(event.type):
+                start = parse(self.server, AudioStart, event)
+                self._check_format(event.type, start.rate, start.width, start.channels)
             elif end_type.is_type(event.type):
                 return
+
+    def _check_format(
+        self, event_type: str, rate: object, width: object, channels: object
+    ) -> None:
+        """Refuse audio in a format that cannot be played (a zero rate, say)."""
+        problem: str | None = "a format that is not numbers"
+        if (
+            isinstance(rate, int)
+            and isinstance(width, int)
+            and isinstance(channels, int)
+        ):
+            problem = AudioFormat(rate, width, channels).problem()
+        if problem is not None:
+            raise WyomingError(
+                f"{self.server} sent audio that cannot be played: {event_type}"
+                f" announces {problem}"
+            )
 
     async def _next_event(
         self, connection: Connection, writer: asyncio.Task[None] | None
     ) -> Event:
-        """Read the next event; the audio timeout runs once all text was sent."""
+        """Read the next event; the audio timeout runs once all text was sent.
+
+        A writer that failed (the server stopped reading) ends the wait at once.
+        """
         read = asyncio.ensure_future(connection.read())
         try:
-            while not (
-                await self._wait(asyncio.wait((read,), timeout=self._audio_timeout))
-            )[0]:
-                if writer is None or writer.done():
+            while True:
+                waiting: set[asyncio.Future[Any]] = {read}
+                if writer is not None and not writer.done():
+                    waiting.add(writer)
+                done, _ = await self._wait(
+                    asyncio.wait(
+                        waiting,
+                        timeout=self._audio_timeout,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                )
+                if read in done:
+                    break
+                if (
+                    writer is not None
+                    and writer.done()
+                    and not writer.cancelled()
+                    and (error := writer.exception()) is not None
+                ):
+                    raise error
+                if not done and (writer is None or writer.done()):
                     raise WyomingError(
                         f"{self.server} sent no audio for {self._audio_timeout} s"
                     )
