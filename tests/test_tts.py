@@ -30,6 +30,7 @@ from custom_components.local_voice.diagnostics import (
     async_get_config_entry_diagnostics,
 )
 from custom_components.local_voice.tts import LocalVoiceTextToSpeech
+from custom_components.local_voice.wyoming_client import connection
 from homeassistant.components import tts
 from homeassistant.components.tts.const import DATA_COMPONENT
 from homeassistant.components.tts.entity import TTSAudioRequest
@@ -524,6 +525,43 @@ async def test_protocol_faults(
         assert not entity._running
         assert no_speech_tasks()
         assert entry.runtime_data.timings[-1]["outcome"] == "error"
+    finally:
+        await server.stop()
+
+
+async def test_server_that_stops_reading(
+    hass: HomeAssistant,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A streaming server that stops reading the text fails in bounded time.
+
+    (One that cannot stream gets a small request per sentence: if it stops
+    reading, no audio comes, and the audio timeout ends it.)
+    """
+    monkeypatch.setattr(connection, "WYOMING_WRITE_TIMEOUT_SECONDS", 0.2)
+    server = await FaultyServer(tts_info(), "stop-reading").start()
+    words = "Again and again, " * 1500  # long lines the speech filter passes fast
+
+    async def endless_text() -> AsyncGenerator[str]:
+        for _ in range(200):  # 5 MB: more than the socket buffers hold
+            yield words
+
+    try:
+        entry = await setup_entry(hass, wyoming_entry(SERVICE_TTS, server.port))
+        entity = tts_entity(hass, entry)
+        response = await entity.async_stream_tts_audio(
+            TTSAudioRequest("en_US", {}, endless_text())
+        )
+        with pytest.raises(HomeAssistantError, match="stopped reading"):
+            async with asyncio.timeout(30):
+                await collect(response)
+        assert (
+            f"tcp://127.0.0.1:{server.port} stopped reading: sending one"
+            " synthesize-chunk event took over 0.2 s" in caplog.text
+        )
+        assert entry.runtime_data.timings[-1]["outcome"] == "error"
+        assert no_speech_tasks()
     finally:
         await server.stop()
 
