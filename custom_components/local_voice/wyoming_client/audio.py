@@ -47,6 +47,13 @@ class AudioFormat:
         return None
 
 
+def format_problem(rate: object, width: object, channels: object) -> str | None:
+    """Say what makes a format a server announced unusable, or None."""
+    if isinstance(rate, int) and isinstance(width, int) and isinstance(channels, int):
+        return AudioFormat(rate, width, channels).problem()
+    return "a format that is not numbers"
+
+
 #: What Wyoming ASR servers take: 16 kHz, 16-bit, mono.
 SPEECH_FORMAT = AudioFormat(SPEECH_RATE, SPEECH_WIDTH, SPEECH_CHANNELS)
 

@@ -38,10 +38,6 @@ class ServerErrorEvent(WyomingError):
     """The server answered with a Wyoming error event."""
 
 
-class OversizedEvent(WyomingError):
-    """The server announced an event larger than this client reads."""
-
-
 @dataclass(frozen=True, slots=True)
 class EventLimits:
     """The largest parts of an event this client reads from a server.
@@ -127,7 +123,7 @@ class Connection:
             return None
         except asyncio.LimitOverrunError as err:
             raise self._drop(
-                OversizedEvent(
+                WyomingError(
                     f"{self.server} sent an event header longer than"
                     f" {self.limits.header_bytes} bytes"
                 )
@@ -169,7 +165,7 @@ class Connection:
         """Refuse (and drop the connection) before reading more than the cap."""
         if announced > cap:
             raise self._drop(
-                OversizedEvent(
+                WyomingError(
                     f"{self.server} announced {announced} bytes of {part} for one"
                     f" {event_type} event, over the limit of {cap}"
                 )

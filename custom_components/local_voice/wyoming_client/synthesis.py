@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable
 import contextlib
-from dataclasses import dataclass, field
 import time
 from typing import Any
 
@@ -28,7 +27,7 @@ from wyoming.tts import (
 
 from ..const import LOGGER, TTS_AUDIO_TIMEOUT_SECONDS, TTS_TEXT_TIMEOUT_SECONDS
 from ..tts_input import SpeechFilter
-from .audio import AudioFormat, PcmConverter
+from .audio import AudioFormat, PcmConverter, format_problem
 from .connection import (
     Connection,
     ServerErrorEvent,
@@ -38,48 +37,11 @@ from .connection import (
 )
 from .server import WyomingServer
 from .synthesis_modes import SynthesisMode
+from .synthesis_stats import SynthesisStats
 
 
 class _Stopped(Exception):
     """The synthesis was cancelled: end the audio quietly."""
-
-
-@dataclass(slots=True)
-class SynthesisStats:
-    """What one synthesis took; the entity keeps these for diagnostics."""
-
-    mode: str
-    started: float = field(default_factory=time.monotonic)
-    first_audio: float | None = None
-    text_done: float | None = None
-    finished: float | None = None
-    audio_bytes: int = 0
-    audio_format: AudioFormat | None = None
-    characters: int = 0
-    requests: int = 0
-    voice_fallback: bool = False
-    outcome: str = "running"
-
-    def as_dict(self) -> dict[str, object]:
-        """Figures in seconds, rounded, for diagnostics."""
-
-        def since_start(moment: float | None) -> float | None:
-            return None if moment is None else round(moment - self.started, 3)
-
-        audio_seconds = 0.0
-        if self.audio_format is not None:
-            audio_seconds = self.audio_bytes / self.audio_format.bytes_per_second
-        return {
-            "mode": self.mode,
-            "first_audio_seconds": since_start(self.first_audio),
-            "text_seconds": since_start(self.text_done),
-            "total_seconds": since_start(self.finished),
-            "audio_seconds": round(audio_seconds, 3),
-            "characters": self.characters,
-            "server_requests": self.requests,
-            "voice_fallback": self.voice_fallback,
-            "outcome": self.outcome,
-        }
 
 
 class Synthesis:
@@ -333,14 +295,7 @@ class Synthesis:
         self, event_type: str, rate: object, width: object, channels: object
     ) -> None:
         """Refuse audio in a format that cannot be played (a zero rate, say)."""
-        problem: str | None = "a format that is not numbers"
-        if (
-            isinstance(rate, int)
-            and isinstance(width, int)
-            and isinstance(channels, int)
-        ):
-            problem = AudioFormat(rate, width, channels).problem()
-        if problem is not None:
+        if problem := format_problem(rate, width, channels):
             raise WyomingError(
                 f"{self.server} sent audio that cannot be played: {event_type}"
                 f" announces {problem}"
