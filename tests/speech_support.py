@@ -16,6 +16,7 @@ import difflib
 import json
 from pathlib import Path
 import re
+import socket
 import time
 from typing import Self
 import wave
@@ -308,17 +309,83 @@ def asr_info() -> Info:
     )
 
 
+#: Event headers that announce more than the client reads (1 GiB), then nothing.
+HUGE_ANNOUNCEMENTS = {
+    "huge-payload": {
+        "type": "audio-chunk",
+        "data": {"rate": 16000, "width": 2, "channels": 1},
+        "payload_length": 1 << 30,
+    },
+    "huge-data": {"type": "audio-start", "data_length": 1 << 30},
+}
+#: Audio formats (rate, width, channels) no player can take.
+BAD_FORMATS = {
+    "zero-rate": (0, 2, 1),
+    "zero-width": (22050, 0, 1),
+    "zero-channels": (22050, 2, 0),
+}
+
+
 @dataclass
 class FaultyServer(LoopbackServer):
     """A loopback Wyoming server that describes itself, then misbehaves.
 
     fault: "garbage" (answers with a line that is not an event), "close"
-    (closes the connection without an answer), "silent" (reads, never answers).
+    (closes the connection without an answer), "silent" (reads, never answers),
+    "bad-event" (an audio chunk without width and channels), "stop-reading"
+    (never reads again; its receive buffer is tiny, so the client's writes back
+    up), "long-header" (a header line that never ends), one of
+    HUGE_ANNOUNCEMENTS (then waits, reading nothing more) or of BAD_FORMATS
+    (audio-start and a chunk in that format). `dropped` is set when the client
+    closes the connection after a fault.
     """
 
     info: Info
     fault: str
     requests: int = 0
+    dropped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> Self:
+        """Listen with a small receive buffer (no autotuning) on loopback."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.bind(("127.0.0.1", 0))
+        self._server = await asyncio.start_server(self._handle, sock=sock)
+        self.port = sock.getsockname()[1]
+        return self
+
+    async def _misbehave(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Answer a request with the hostile faults; wait for the client to go."""
+        if self.fault == "stop-reading":
+            await asyncio.Event().wait()  # until the server stops
+        if self.fault in BAD_FORMATS:
+            rate, width, channels = BAD_FORMATS[self.fault]
+            await async_write_event(
+                Event(
+                    "audio-start", {"rate": rate, "width": width, "channels": channels}
+                ),
+                writer,
+            )
+            await async_write_event(
+                Event(
+                    "audio-chunk",
+                    {"rate": rate, "width": width, "channels": channels},
+                    bytes(4096),
+                ),
+                writer,
+            )
+            return
+        if self.fault == "long-header":
+            writer.write(b'{"type": "' + b"x" * (128 * 1024))
+        else:
+            writer.write(json.dumps(HUGE_ANNOUNCEMENTS[self.fault]).encode() + b"\n")
+        await writer.drain()
+        with contextlib.suppress(ConnectionResetError):
+            while await reader.read(65536):
+                pass
+        self.dropped.set()
 
     async def _handle(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -347,6 +414,8 @@ class FaultyServer(LoopbackServer):
                     await async_write_event(Event("audio-chunk", {"rate": 1}), writer)
                 elif self.fault == "close":
                     break
+                elif self.fault != "silent":
+                    await self._misbehave(reader, writer)
         except OSError, asyncio.IncompleteReadError:
             pass
         finally:

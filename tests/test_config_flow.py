@@ -175,6 +175,55 @@ async def test_llama_errors_then_recover(
     assert result["data"][CONF_API_KEY] == API_KEY
 
 
+async def test_llama_url_with_credentials_is_refused(
+    hass: HomeAssistant, mock_setup_entry: AsyncMock, llama_key_server: Backend
+) -> None:
+    """User-info in the URL is refused before any request; the key field works."""
+    host = llama_key_server.url.removeprefix("http://")
+    result = await _start(hass, SERVICE_LLAMA)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_URL: f"http://me:{API_KEY}@{host}"}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {CONF_URL: "url_with_credentials"}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_URL: llama_key_server.url, CONF_API_KEY: API_KEY}
+    )
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    entry = result["result"]
+
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={
+            "source": config_entries.SOURCE_RECONFIGURE,
+            "entry_id": entry.entry_id,
+        },
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_URL: f"http://me:{API_KEY}@{host}"}
+    )
+    assert result["errors"] == {CONF_URL: "url_with_credentials"}
+    assert API_KEY not in str(entry.unique_id)
+    assert mock_setup_entry.call_count == 1
+
+    # An add-on announcing a host with user-info is refused as well.
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": config_entries.SOURCE_HASSIO},
+        data=_discovery(
+            {
+                CONF_SERVICE: SERVICE_LLAMA,
+                CONF_HOST: f"me:{API_KEY}@{llama_key_server.host}",
+                CONF_PORT: llama_key_server.port + 1,
+            }
+        ),
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "url_with_credentials"
+    assert len(hass.config_entries.async_entries(DOMAIN)) == 1
+
+
 @pytest.mark.usefixtures("mock_setup_entry")
 @pytest.mark.parametrize(
     ("service", "fixture", "title"),

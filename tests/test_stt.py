@@ -28,6 +28,7 @@ from custom_components.local_voice.diagnostics import (
     async_get_config_entry_diagnostics,
 )
 from custom_components.local_voice.stt import LocalVoiceSpeechToText
+from custom_components.local_voice.wyoming_client import connection
 from custom_components.local_voice.wyoming_client.audio import AudioFormat
 from homeassistant.components import stt
 from homeassistant.components.stt.const import DATA_COMPONENT
@@ -39,6 +40,7 @@ from homeassistant.util import dt as dt_util
 from .backends import VENV_PY, WHISPER_DIR, Backend, asr_argv, free_port, require, start
 from .common import setup_entry, wyoming_entry
 from .speech_support import (
+    HUGE_ANNOUNCEMENTS,
     KITCHEN_WAV,
     FaultyServer,
     Relay,
@@ -191,6 +193,40 @@ async def test_unsupported_audio_is_refused(
     )
 
 
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"sample_rate": 0}, "a sample rate of 0 Hz (not 4000-192000)"),
+        ({"bit_rate": 0}, "0-byte samples (not 1-4)"),
+        ({"bit_rate": 12}, "12-bit samples"),
+        ({"channel": 0}, "0 channels (not mono or stereo)"),
+    ],
+)
+async def test_impossible_audio_format_is_refused(
+    hass: HomeAssistant,
+    caplog: pytest.LogCaptureFixture,
+    changes: dict[str, int],
+    problem: str,
+) -> None:
+    """A zero rate, width or channel count is refused in words, not a raw error."""
+    server = await FaultyServer(asr_info(), "close").start()
+    try:
+        entry = await setup_entry(hass, wyoming_entry(SERVICE_ASR, server.port))
+        entity = stt_entity(hass, entry)
+        result = await entity.async_process_audio_stream(
+            metadata(**changes), chunked(bytes(3200))
+        )
+    finally:
+        await server.stop()
+    assert result == stt.SpeechResult(None, stt.SpeechResultState.ERROR)
+    assert (
+        f"Speech-to-text on tcp://127.0.0.1:{server.port} cannot take audio"
+        f" with {problem}" in caplog.text
+    )
+    assert server.requests == 0
+    assert entry.runtime_data.timings[-1]["outcome"] == "refused"
+
+
 async def test_wrong_service(
     hass: HomeAssistant, tts_server: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -245,6 +281,21 @@ async def test_server_down_and_back(
         ("garbage", "sent something that is not a Wyoming event"),
         ("close", "closed the connection"),
         ("silent", "sent no transcript within 1 s after the audio"),
+        (
+            "huge-payload",
+            "announced 1073741824 bytes of payload for one audio-chunk event,"
+            " over the limit of 4194304",
+        ),
+        (
+            "huge-data",
+            "announced 1073741824 bytes of data for one audio-start event,"
+            " over the limit of 1048576",
+        ),
+        ("long-header", "sent an event header longer than 65536 bytes"),
+        (
+            "stop-reading",
+            "stopped reading: sending one audio-chunk event took over 0.2 s",
+        ),
     ],
 )
 async def test_protocol_faults(
@@ -254,18 +305,28 @@ async def test_protocol_faults(
     fault: str,
     message: str,
 ) -> None:
-    """Garbage, an early close or silence give an error result, leaking nothing."""
+    """Garbage, early close, silence, oversized events, a server that stops reading.
+
+    Each gives an error result in bounded time, leaking nothing; an oversized
+    announcement is refused before any of it is read, and the connection dropped.
+    """
     monkeypatch.setattr(lv_stt, "STT_TIMEOUT_SECONDS", 1)
+    monkeypatch.setattr(connection, "WYOMING_WRITE_TIMEOUT_SECONDS", 0.2)
     server = await FaultyServer(asr_info(), fault).start()
     try:
         entry = await setup_entry(hass, wyoming_entry(SERVICE_ASR, server.port))
         entity = stt_entity(hass, entry)
         _, pcm = read_wav(KITCHEN_WAV)
+        if fault == "stop-reading":
+            pcm = bytes(8 << 20)  # 4 min of silence: more than the socket buffers
         async with asyncio.timeout(15):
             result = await entity.async_process_audio_stream(metadata(), chunked(pcm))
         assert result == stt.SpeechResult(None, stt.SpeechResultState.ERROR)
         assert f"tcp://127.0.0.1:{server.port} {message}" in caplog.text
         assert entry.runtime_data.timings[-1]["outcome"] == "error"
+        if fault in HUGE_ANNOUNCEMENTS or fault == "long-header":
+            async with asyncio.timeout(5):
+                await server.dropped.wait()
         assert not [
             task
             for task in asyncio.all_tasks()

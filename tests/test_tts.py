@@ -30,6 +30,7 @@ from custom_components.local_voice.diagnostics import (
     async_get_config_entry_diagnostics,
 )
 from custom_components.local_voice.tts import LocalVoiceTextToSpeech
+from custom_components.local_voice.wyoming_client import connection
 from homeassistant.components import tts
 from homeassistant.components.tts.const import DATA_COMPONENT
 from homeassistant.components.tts.entity import TTSAudioRequest
@@ -473,6 +474,25 @@ async def test_server_down_and_back(
         ("garbage", "sent something that is not a Wyoming event"),
         ("bad-event", "sent a malformed audio-chunk event"),
         ("close", "closed the connection"),
+        (
+            "huge-payload",
+            "announced 1073741824 bytes of payload for one audio-chunk event,"
+            " over the limit of 4194304",
+        ),
+        ("long-header", "sent an event header longer than 65536 bytes"),
+        (
+            "zero-rate",
+            "sent audio that cannot be played: audio-start announces"
+            " a sample rate of 0 Hz",
+        ),
+        (
+            "zero-width",
+            "sent audio that cannot be played: audio-start announces 0-byte samples",
+        ),
+        (
+            "zero-channels",
+            "sent audio that cannot be played: audio-start announces 0 channels",
+        ),
     ],
 )
 @pytest.mark.parametrize("streaming", [True, False])
@@ -483,7 +503,10 @@ async def test_protocol_faults(
     message: str,
     streaming: bool,
 ) -> None:
-    """Garbage, malformed events and early close fail clearly, leaking nothing."""
+    """Garbage, malformed or oversized events, impossible audio formats, early close.
+
+    Each fails clearly and leaks nothing; the failed request keeps its timings.
+    """
     server = await FaultyServer(tts_info(streaming), fault).start()
     try:
         entry = await setup_entry(hass, wyoming_entry(SERVICE_TTS, server.port))
@@ -500,6 +523,44 @@ async def test_protocol_faults(
         assert state is not None
         assert state.state != STATE_UNAVAILABLE  # reachable, just faulty
         assert not entity._running
+        assert no_speech_tasks()
+        assert entry.runtime_data.timings[-1]["outcome"] == "error"
+    finally:
+        await server.stop()
+
+
+async def test_server_that_stops_reading(
+    hass: HomeAssistant,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A streaming server that stops reading the text fails in bounded time.
+
+    (One that cannot stream gets a small request per sentence: if it stops
+    reading, no audio comes, and the audio timeout ends it.)
+    """
+    monkeypatch.setattr(connection, "WYOMING_WRITE_TIMEOUT_SECONDS", 0.2)
+    server = await FaultyServer(tts_info(), "stop-reading").start()
+    words = "Again and again, " * 1500  # long lines the speech filter passes fast
+
+    async def endless_text() -> AsyncGenerator[str]:
+        for _ in range(200):  # 5 MB: more than the socket buffers hold
+            yield words
+
+    try:
+        entry = await setup_entry(hass, wyoming_entry(SERVICE_TTS, server.port))
+        entity = tts_entity(hass, entry)
+        response = await entity.async_stream_tts_audio(
+            TTSAudioRequest("en_US", {}, endless_text())
+        )
+        with pytest.raises(HomeAssistantError, match="stopped reading"):
+            async with asyncio.timeout(30):
+                await collect(response)
+        assert (
+            f"tcp://127.0.0.1:{server.port} stopped reading: sending one"
+            " synthesize-chunk event took over 0.2 s" in caplog.text
+        )
+        assert entry.runtime_data.timings[-1]["outcome"] == "error"
         assert no_speech_tasks()
     finally:
         await server.stop()

@@ -48,6 +48,7 @@ from .const import (
 )
 from .llama_server.client import LlamaServerClient, ServerProps
 from .llama_server.errors import InvalidAuth, LlamaServerError, NotLlamaServer
+from .llama_server.url import has_user_info, strip_user_info
 from .subentry_flow import LlamaSubentryFlow
 from .wyoming_client.connection import WyomingError
 from .wyoming_client.server import WyomingServer, installed_programs
@@ -93,10 +94,10 @@ async def _async_check_llama(
     except InvalidAuth:
         return None, {"base": "invalid_auth"}
     except NotLlamaServer as err:
-        LOGGER.debug("%s is not llama-server: %s", data[CONF_URL], err)
+        LOGGER.debug("%s is not llama-server: %s", strip_user_info(data[CONF_URL]), err)
         return None, {"base": "not_llama_server"}
     except LlamaServerError as err:
-        LOGGER.debug("Cannot connect to %s: %s", data[CONF_URL], err)
+        LOGGER.debug("Cannot connect to %s: %s", strip_user_info(data[CONF_URL]), err)
         return None, {"base": "cannot_connect"}
 
 
@@ -116,8 +117,13 @@ async def _async_check_wyoming(
 
 
 def _llama_unique_id(url: str) -> str:
-    """Identify a llama-server by its normalized URL."""
-    return url.strip().rstrip("/").lower()
+    """Identify a llama-server by its normalized URL (never with user-info)."""
+    return strip_user_info(url.strip()).rstrip("/").lower()
+
+
+def _url_errors(url: str) -> dict[str, str]:
+    """Refuse user-info in the URL: the API key field is the place for a secret."""
+    return {CONF_URL: "url_with_credentials"} if has_user_info(url) else {}
 
 
 def _wyoming_unique_id(service: str, host: str, port: int) -> str:
@@ -168,7 +174,7 @@ class LocalVoiceConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> ConfigFlowResult:
         """Add a llama-server."""
         errors: dict[str, str] = {}
-        if user_input is not None:
+        if user_input is not None and not (errors := _url_errors(user_input[CONF_URL])):
             await self.async_set_unique_id(_llama_unique_id(user_input[CONF_URL]))
             self._abort_if_unique_id_configured()
             props, errors = await _async_check_llama(self.hass, user_input)
@@ -258,6 +264,8 @@ class LocalVoiceConfigFlow(ConfigFlow, domain=DOMAIN):
         host, port = str(config[CONF_HOST]), int(config[CONF_PORT])
         if service == SERVICE_LLAMA:
             url = f"http://{host}:{port}"
+            if has_user_info(url):
+                return self.async_abort(reason="url_with_credentials")
             self._data = {CONF_SERVICE: service, CONF_URL: url}
             if api_key := config.get(CONF_API_KEY):
                 self._data[CONF_API_KEY] = api_key
@@ -310,7 +318,9 @@ class LocalVoiceConfigFlow(ConfigFlow, domain=DOMAIN):
         if user_input is not None:
             if service == SERVICE_LLAMA:
                 unique_id = _llama_unique_id(user_input[CONF_URL])
-                _, errors = await _async_check_llama(self.hass, user_input)
+                errors = _url_errors(user_input[CONF_URL])
+                if not errors:
+                    _, errors = await _async_check_llama(self.hass, user_input)
             else:
                 host, port = user_input[CONF_HOST], user_input[CONF_PORT]
                 unique_id = _wyoming_unique_id(service, host, port)
@@ -362,7 +372,7 @@ class LocalVoiceConfigFlow(ConfigFlow, domain=DOMAIN):
                     )
                 }
             ),
-            description_placeholders={"url": entry.data[CONF_URL]},
+            description_placeholders={"url": strip_user_info(entry.data[CONF_URL])},
             errors=errors,
         )
 

@@ -78,6 +78,12 @@ STT_TIMEOUT_SECONDS: Final = 30
 TTS_TEXT_TIMEOUT_SECONDS: Final = 60
 # No audio this long after all the text was sent: the TTS server is stuck.
 TTS_AUDIO_TIMEOUT_SECONDS: Final = 30
+# One event (with its drain) not sent in this time: the Wyoming server stopped reading.
+WYOMING_WRITE_TIMEOUT_SECONDS: Final = 10
+# Audio formats taken from Home Assistant and from TTS servers; others are refused.
+AUDIO_RATE_RANGE: Final = (4000, 192000)
+AUDIO_WIDTHS: Final = (1, 2, 3, 4)
+AUDIO_CHANNELS: Final = (1, 2)
 
 # Conversation
 # Rounds of tool calls per user turn before the agent gives up and says so.

@@ -22,6 +22,7 @@ from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, Upda
 from .const import DOMAIN, LOGGER, SPEECH_TIMINGS_KEPT, UPDATE_INTERVAL_SECONDS
 from .llama_server.client import LlamaServerClient, ServerProps
 from .llama_server.errors import InvalidAuth, LlamaServerError
+from .llama_server.url import strip_user_info
 from .slots import SlotManager
 from .wyoming_client.connection import WyomingError
 from .wyoming_client.server import WyomingServer
@@ -74,7 +75,7 @@ class LlamaServerCoordinator(DataUpdateCoordinator[ServerProps]):
             hass,
             LOGGER,
             config_entry=entry,
-            name=f"{DOMAIN} {client.url}",
+            name=f"{DOMAIN} {strip_user_info(client.url)}",
             update_interval=timedelta(seconds=UPDATE_INTERVAL_SECONDS),
         )
         self.client = client
@@ -92,12 +93,25 @@ class LlamaServerCoordinator(DataUpdateCoordinator[ServerProps]):
             raise UpdateFailed(
                 translation_domain=DOMAIN,
                 translation_key="server_unavailable",
-                translation_placeholders={"server": self.client.url, "error": str(err)},
+                translation_placeholders={
+                    "server": strip_user_info(self.client.url),
+                    "error": str(err),
+                },
             ) from err
         self.slots.follow(props.total_slots)
         if not self.last_update_success:
             self.slots.server_back()
         return props
+
+    async def async_recheck(self, err: Exception) -> None:
+        """Re-poll after a failed request; a refused key starts reauthentication.
+
+        A 401 from the chat endpoint alone (a proxy in front of the server, say)
+        would pass the poll, so it starts reauthentication itself.
+        """
+        if isinstance(err, InvalidAuth):
+            self.config_entry.async_start_reauth(self.hass)
+        await self.async_request_refresh()
 
 
 class WyomingCoordinator(DataUpdateCoordinator[Info]):

@@ -11,6 +11,7 @@ from homeassistant.core import HomeAssistant
 
 from .coordinator import LlamaServerData, LocalVoiceConfigEntry
 from .llama_server.errors import LlamaServerError
+from .llama_server.url import strip_user_info
 from .wyoming_client.server import installed_programs
 
 TO_REDACT = {CONF_API_KEY}
@@ -33,7 +34,7 @@ async def async_get_config_entry_diagnostics(
         diagnostics["server_slots"] = await _async_server_slots(data)
         # Pinned slots and prompt_n / cache_n of recent requests: is the cache reused?
         diagnostics["chat"] = data.slots.as_dict()
-        return diagnostics
+        return _without_user_info(diagnostics)
     service = entry.data["service"]
     diagnostics["server"] = data.coordinator.data and {
         "programs": [
@@ -47,7 +48,22 @@ async def async_get_config_entry_diagnostics(
         ]
     }
     diagnostics["timings"] = list(data.timings)
-    return diagnostics
+    return _without_user_info(diagnostics)
+
+
+def _without_user_info(diagnostics: dict[str, Any]) -> dict[str, Any]:
+    """Strip URL user-info from every string (an old entry's URL and unique id)."""
+    return {key: _strip(value) for key, value in diagnostics.items()}
+
+
+def _strip(value: Any) -> Any:
+    if isinstance(value, str):
+        return strip_user_info(value)
+    if isinstance(value, dict):
+        return _without_user_info(value)
+    if isinstance(value, list | tuple):
+        return [_strip(item) for item in value]
+    return value
 
 
 async def _async_server_slots(data: LlamaServerData) -> list[dict[str, Any]] | str:

@@ -258,7 +258,7 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
         if err.refresh_server:
             self.coordinator.config_entry.async_create_background_task(
                 self.hass,
-                self.coordinator.async_request_refresh(),
+                self.coordinator.async_recheck(err),
                 f"{DOMAIN} refresh after failed chat",
             )
         return err

@@ -110,30 +110,36 @@ class LocalVoiceSpeechToText(WyomingEntity, stt.SpeechToTextEntity):
     ) -> stt.SpeechResult:
         """Stream the audio to the server; return its transcript."""
         server = self.server
-        if (
-            metadata.format != stt.AudioFormats.WAV
-            or metadata.codec != stt.AudioCodecs.PCM
-        ):
-            LOGGER.error(
-                "Speech-to-text on %s takes PCM WAV audio, not %s/%s",
-                server,
-                metadata.format,
-                metadata.codec,
-            )
-            return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
-        if not installed_programs(self.coordinator.data, SERVICE_ASR):
-            LOGGER.error(
-                "%s offers no speech-to-text (is it another kind of Wyoming server?)",
-                server,
-            )
-            return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
-
+        started = time.monotonic()
         audio_format = AudioFormat(
             rate=int(metadata.sample_rate),
             width=int(metadata.bit_rate) // 8,
             channels=int(metadata.channel),
         )
-        started = time.monotonic()
+        refusal: str | None = None
+        if (
+            metadata.format != stt.AudioFormats.WAV
+            or metadata.codec != stt.AudioCodecs.PCM
+        ):
+            refusal = (
+                f"Speech-to-text on {server} takes PCM WAV audio,"
+                f" not {metadata.format}/{metadata.codec}"
+            )
+        elif problem := (
+            f"{int(metadata.bit_rate)}-bit samples"
+            if int(metadata.bit_rate) % 8
+            else audio_format.problem()
+        ):
+            refusal = f"Speech-to-text on {server} cannot take audio with {problem}"
+        elif not installed_programs(self.coordinator.data, SERVICE_ASR):
+            refusal = (
+                f"{server} offers no speech-to-text"
+                " (is it another kind of Wyoming server?)"
+            )
+        if refusal is not None:
+            LOGGER.error("%s", refusal)
+            self._record(started, None, "refused")
+            return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
         try:
             result = await async_transcribe(
                 server,

@@ -28,6 +28,7 @@ from .errors import (
     error_message,
 )
 from .sse import check_chunk, iter_chat_chunks
+from .url import strip_user_info
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -233,7 +234,10 @@ class LlamaServerClient:
                 url, json=payload, headers=headers, timeout=client_timeout
             )
         except aiohttp.ServerDisconnectedError:
-            _LOGGER.debug("Pooled connection to %s was closed; retrying once", self.url)
+            _LOGGER.debug(
+                "Pooled connection to %s was closed; retrying once",
+                strip_user_info(self.url),
+            )
             return await self.session.post(
                 url, json=payload, headers=headers, timeout=client_timeout
             )

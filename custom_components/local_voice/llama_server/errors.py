@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, ClassVar
 
+from .url import strip_user_info
+
 
 class LlamaServerError(Exception):
     """A request to llama-server failed."""
@@ -20,8 +22,10 @@ class LlamaServerError(Exception):
 
     def __init__(self, description: str, /, **placeholders: Any) -> None:
         """Keep a description for logs and the placeholders for the user's words."""
-        super().__init__(description)
-        self.translation_placeholders = {k: str(v) for k, v in placeholders.items()}
+        super().__init__(strip_user_info(description))
+        self.translation_placeholders = {
+            k: strip_user_info(str(v)) for k, v in placeholders.items()
+        }
 
 
 class CannotConnect(LlamaServerError):

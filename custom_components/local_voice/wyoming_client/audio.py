@@ -8,7 +8,14 @@ import wave
 
 import audioop
 
-from ..const import SPEECH_CHANNELS, SPEECH_RATE, SPEECH_WIDTH
+from ..const import (
+    AUDIO_CHANNELS,
+    AUDIO_RATE_RANGE,
+    AUDIO_WIDTHS,
+    SPEECH_CHANNELS,
+    SPEECH_RATE,
+    SPEECH_WIDTH,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +30,28 @@ class AudioFormat:
     def bytes_per_second(self) -> int:
         """Bytes in one second of audio."""
         return self.rate * self.width * self.channels
+
+    def problem(self) -> str | None:
+        """Say what makes this format unusable (zero rate, odd width...), or None.
+
+        Such a format would otherwise end deep in the conversion or the WAV writer
+        with a raw exception.
+        """
+        low, high = AUDIO_RATE_RANGE
+        if not low <= self.rate <= high:
+            return f"a sample rate of {self.rate} Hz (not {low}-{high})"
+        if self.width not in AUDIO_WIDTHS:
+            return f"{self.width}-byte samples (not 1-4)"
+        if self.channels not in AUDIO_CHANNELS:
+            return f"{self.channels} channels (not mono or stereo)"
+        return None
+
+
+def format_problem(rate: object, width: object, channels: object) -> str | None:
+    """Say what makes a format a server announced unusable, or None."""
+    if isinstance(rate, int) and isinstance(width, int) and isinstance(channels, int):
+        return AudioFormat(rate, width, channels).problem()
+    return "a format that is not numbers"
 
 
 #: What Wyoming ASR servers take: 16 kHz, 16-bit, mono.

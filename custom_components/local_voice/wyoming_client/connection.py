@@ -4,7 +4,9 @@ Events are built and written with the `wyoming` package. They are read here, not
 with `wyoming.event.async_read_event`, because that answers None both for a closed
 connection and for a malformed event, and the user should learn which happened; it
 also reads whatever sizes a server announces. `EventLimits` are the sizes this
-reader accepts.
+reader accepts: an announcement over one is refused before anything of it is read,
+and the connection is dropped. Every write (with its drain) has a deadline, so a
+server that stops reading fails the request instead of holding it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING
 from wyoming.error import Error
 from wyoming.event import Event, async_write_event
 
-from ..const import REQUEST_TIMEOUT_SECONDS
+from ..const import REQUEST_TIMEOUT_SECONDS, WYOMING_WRITE_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
     from .server import WyomingServer
@@ -38,14 +40,20 @@ class ServerErrorEvent(WyomingError):
 
 @dataclass(frozen=True, slots=True)
 class EventLimits:
-    """The largest parts of an event this client reads from a server."""
+    """The largest parts of an event this client reads from a server.
 
-    #: The JSON header line (also asyncio's default stream buffer).
+    Real servers stay far below (measured): header lines of under 100 bytes,
+    85 KiB of data in Piper's info (every voice it can download), audio chunks
+    of 2 KiB from Piper and Kokoro.
+    """
+
+    #: The JSON header line (also the stream reader's buffer).
     header_bytes: int = 64 * 1024
-    #: Extra data announced by `data_length`.
+    #: Extra data announced by `data_length` (the info event is the largest).
     data_bytes: int = 1024 * 1024
-    #: The payload (audio) announced by `payload_length`.
-    payload_bytes: int = 16 * 1024 * 1024
+    #: The payload announced by `payload_length`: 4 MiB holds 87 s of 24 kHz
+    #: 16-bit mono audio, for servers that send a sentence per chunk.
+    payload_bytes: int = 4 * 1024 * 1024
 
 
 LIMITS = EventLimits()
@@ -60,6 +68,8 @@ class Connection:
         self.limits = limits
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        #: Why this client dropped the connection: every later read or write says so.
+        self._failure: WyomingError | None = None
 
     async def open(self) -> None:
         """Connect, or raise ServerUnreachable."""
@@ -72,16 +82,38 @@ class Connection:
             raise ServerUnreachable(f"{self.server} is unreachable: {err!r}") from err
 
     async def write(self, event: Event) -> None:
-        """Send one event."""
+        """Send one event; a server that stops reading fails it in bounded time."""
+        if self._failure is not None:
+            raise self._failure
         if self._writer is None or self._writer.is_closing():
             raise WyomingError(f"{self.server} closed the connection")
         try:
-            await async_write_event(event, self._writer)
+            async with asyncio.timeout(WYOMING_WRITE_TIMEOUT_SECONDS):
+                await async_write_event(event, self._writer)
+        except TimeoutError as err:
+            raise self._drop(
+                WyomingError(
+                    f"{self.server} stopped reading: sending one {event.type} event"
+                    f" took over {WYOMING_WRITE_TIMEOUT_SECONDS} s"
+                )
+            ) from err
         except OSError as err:
             raise WyomingError(f"{self.server} closed the connection: {err!r}") from err
 
     async def read(self) -> Event | None:
         """Read one event; None when the server closed the connection."""
+        event = await self._read_event()
+        if event is None and self._failure is not None:
+            raise self._failure
+        return event
+
+    def _drop(self, failure: WyomingError) -> WyomingError:
+        """Drop the connection for a reason that every later read and write gives."""
+        self._failure = self._failure or failure
+        self.abort()
+        return failure
+
+    async def _read_event(self) -> Event | None:
         reader = self._reader
         if reader is None:
             return None
@@ -90,7 +122,12 @@ class Connection:
         except asyncio.IncompleteReadError:
             return None
         except asyncio.LimitOverrunError as err:
-            raise WyomingError(f"{self.server} sent an oversized event header") from err
+            raise self._drop(
+                WyomingError(
+                    f"{self.server} sent an event header longer than"
+                    f" {self.limits.header_bytes} bytes"
+                )
+            ) from err
         except OSError:
             return None
         try:
@@ -101,13 +138,12 @@ class Connection:
                 raise TypeError("type must be a string and data an object")  # noqa: TRY301
             data_length = int(header.get("data_length") or 0)
             payload_length = int(header.get("payload_length") or 0)
-            if not (
-                0 <= data_length <= self.limits.data_bytes
-                and 0 <= payload_length <= self.limits.payload_bytes
-            ):
-                raise ValueError(  # noqa: TRY301
-                    f"announced sizes {data_length}/{payload_length} are over limits"
-                )
+            if data_length < 0 or payload_length < 0:
+                raise ValueError("negative data or payload length")  # noqa: TRY301
+            self._check_size(event_type, "data", data_length, self.limits.data_bytes)
+            self._check_size(
+                event_type, "payload", payload_length, self.limits.payload_bytes
+            )
             if data_length > 0:
                 extra = json.loads(await reader.readexactly(data_length))
                 if not isinstance(extra, dict):
@@ -124,6 +160,16 @@ class Connection:
                 f" ({line[:80]!r}): {err}"
             ) from err
         return Event(type=event_type, data=data, payload=payload)
+
+    def _check_size(self, event_type: str, part: str, announced: int, cap: int) -> None:
+        """Refuse (and drop the connection) before reading more than the cap."""
+        if announced > cap:
+            raise self._drop(
+                WyomingError(
+                    f"{self.server} announced {announced} bytes of {part} for one"
+                    f" {event_type} event, over the limit of {cap}"
+                )
+            )
 
     async def read_answer(self) -> Event:
         """Read the next event; a closed connection or an error event raises."""

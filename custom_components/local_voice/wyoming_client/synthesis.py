@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable
 import contextlib
-from dataclasses import dataclass, field
 import time
+from typing import Any
 
-from wyoming.audio import AudioChunk, AudioStop
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event
 from wyoming.tts import (
     Synthesize,
@@ -27,7 +27,7 @@ from wyoming.tts import (
 
 from ..const import LOGGER, TTS_AUDIO_TIMEOUT_SECONDS, TTS_TEXT_TIMEOUT_SECONDS
 from ..tts_input import SpeechFilter
-from .audio import AudioFormat, PcmConverter
+from .audio import AudioFormat, PcmConverter, format_problem
 from .connection import (
     Connection,
     ServerErrorEvent,
@@ -37,48 +37,11 @@ from .connection import (
 )
 from .server import WyomingServer
 from .synthesis_modes import SynthesisMode
+from .synthesis_stats import SynthesisStats
 
 
 class _Stopped(Exception):
     """The synthesis was cancelled: end the audio quietly."""
-
-
-@dataclass(slots=True)
-class SynthesisStats:
-    """What one synthesis took; the entity keeps these for diagnostics."""
-
-    mode: str
-    started: float = field(default_factory=time.monotonic)
-    first_audio: float | None = None
-    text_done: float | None = None
-    finished: float | None = None
-    audio_bytes: int = 0
-    audio_format: AudioFormat | None = None
-    characters: int = 0
-    requests: int = 0
-    voice_fallback: bool = False
-    outcome: str = "running"
-
-    def as_dict(self) -> dict[str, object]:
-        """Figures in seconds, rounded, for diagnostics."""
-
-        def since_start(moment: float | None) -> float | None:
-            return None if moment is None else round(moment - self.started, 3)
-
-        audio_seconds = 0.0
-        if self.audio_format is not None:
-            audio_seconds = self.audio_bytes / self.audio_format.bytes_per_second
-        return {
-            "mode": self.mode,
-            "first_audio_seconds": since_start(self.first_audio),
-            "text_seconds": since_start(self.text_done),
-            "total_seconds": since_start(self.finished),
-            "audio_seconds": round(audio_seconds, 3),
-            "characters": self.characters,
-            "server_requests": self.requests,
-            "voice_fallback": self.voice_fallback,
-            "outcome": self.outcome,
-        }
 
 
 class Synthesis:
@@ -319,21 +282,55 @@ class Synthesis:
             event = await self._next_event(connection, writer)
             if AudioChunk.is_type(event.type):
                 chunk = parse(self.server, AudioChunk, event)
+                self._check_format(event.type, chunk.rate, chunk.width, chunk.channels)
                 if chunk.audio:
                     yield chunk
+            elif AudioStart.is_type(event.type):
+                start = parse(self.server, AudioStart, event)
+                self._check_format(event.type, start.rate, start.width, start.channels)
             elif end_type.is_type(event.type):
                 return
+
+    def _check_format(
+        self, event_type: str, rate: object, width: object, channels: object
+    ) -> None:
+        """Refuse audio in a format that cannot be played (a zero rate, say)."""
+        if problem := format_problem(rate, width, channels):
+            raise WyomingError(
+                f"{self.server} sent audio that cannot be played: {event_type}"
+                f" announces {problem}"
+            )
 
     async def _next_event(
         self, connection: Connection, writer: asyncio.Task[None] | None
     ) -> Event:
-        """Read the next event; the audio timeout runs once all text was sent."""
+        """Read the next event; the audio timeout runs once all text was sent.
+
+        A writer that failed (the server stopped reading) ends the wait at once.
+        """
         read = asyncio.ensure_future(connection.read())
         try:
-            while not (
-                await self._wait(asyncio.wait((read,), timeout=self._audio_timeout))
-            )[0]:
-                if writer is None or writer.done():
+            while True:
+                waiting: set[asyncio.Future[Any]] = {read}
+                if writer is not None and not writer.done():
+                    waiting.add(writer)
+                done, _ = await self._wait(
+                    asyncio.wait(
+                        waiting,
+                        timeout=self._audio_timeout,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                )
+                if read in done:
+                    break
+                if (
+                    writer is not None
+                    and writer.done()
+                    and not writer.cancelled()
+                    and (error := writer.exception()) is not None
+                ):
+                    raise error
+                if not done and (writer is None or writer.done()):
                     raise WyomingError(
                         f"{self.server} sent no audio for {self._audio_timeout} s"
                     )
