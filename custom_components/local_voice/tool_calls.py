@@ -1,13 +1,18 @@
 """The model's finished tool calls, as Home Assistant tool inputs.
 
-Arguments are parsed and repaired (llama_server/tool_arguments.py); a call whose
-arguments cannot be read is answered with a tool result that tells the model why,
-so it can try again.
+Arguments are parsed and repaired (llama_server/tool_arguments.py), then checked
+against the tool's own parameter schema: an optional argument the schema rejects
+(a small model's `device_class: light` for HassTurnOn) is dropped rather than
+failing the call. A call whose arguments cannot be read is answered with a tool
+result that tells the model why, so it can try again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+import probatio
 
 from homeassistant.helpers import llm
 from homeassistant.util import ulid as ulid_util
@@ -42,10 +47,56 @@ def _refusal(call_id: str, name: str, raw: str, problem: Exception) -> dict[str,
     }
 
 
+def _required(schema: probatio.Schema) -> set[str]:
+    """Names of the schema's required keys."""
+    if not isinstance(schema.schema, Mapping):
+        return set()
+    return {
+        str(key.schema)
+        for key in schema.schema
+        if isinstance(key, probatio.Required) and isinstance(key.schema, str)
+    }
+
+
+def fit_to_schema(
+    name: str, args: dict[str, Any], tool: llm.Tool | None
+) -> dict[str, Any]:
+    """Drop optional arguments the tool's schema rejects; never invent any.
+
+    If the arguments are valid, or still invalid without those (a required one is
+    wrong or missing), they are returned unchanged and the tool reports the error.
+    """
+    if tool is None or not args:
+        return args
+    try:
+        tool.parameters(args)
+    except probatio.MultipleInvalid as err:
+        bad = {str(e.path[0]) for e in err.errors if e.path}
+    except probatio.Invalid:
+        return args
+    else:
+        return args
+    drop = bad - _required(tool.parameters)
+    kept = {key: value for key, value in args.items() if key not in drop}
+    if not drop or bad & set(kept):
+        return args
+    try:
+        tool.parameters(kept)
+    except probatio.Invalid:
+        return args
+    LOGGER.debug(
+        "Tool call %s: dropped optional arguments its schema rejects: %s",
+        name,
+        {key: args[key] for key in drop},
+    )
+    return kept
+
+
 def tool_call_deltas(
-    calls: list[ToolCallBuilder], parts: PromptParts, tools_available: bool
+    calls: list[ToolCallBuilder], parts: PromptParts, llm_api: llm.APIInstance | None
 ) -> list[dict[str, Any]]:
     """Return the deltas for finished calls: the calls, then refusals of bad ones."""
+    tools = {tool.name: tool for tool in llm_api.tools} if llm_api else {}
     inputs: list[llm.ToolInput] = []
     refusals: list[dict[str, Any]] = []
     for call in calls:
@@ -60,7 +111,8 @@ def tool_call_deltas(
         except ToolArgumentsError as err:
             problem = err
         else:
-            if tools_available:
+            if llm_api is not None:
+                args = fit_to_schema(name, args, tools.get(name))
                 inputs.append(llm.ToolInput(name, args, id=call_id))
                 continue
             problem = ToolArgumentsError("no tools are available")

@@ -141,3 +141,42 @@ def resolve_tool_name(name: str, tool_names: set[str]) -> str:
         return matches[0]
     lowered = {tool.lower(): tool for tool in tool_names}
     return lowered.get(name.lower(), name)
+
+
+def tool_call_in_text(
+    text: str, tool_names: set[str]
+) -> tuple[str, dict[str, Any]] | None:
+    """Find a tool call the model wrote as text: `{"name": ..., "arguments": ...}`.
+
+    The object may sit in a code fence or `<tool_call>` tags, with chatter around
+    it; the name must be one of the offered tools. Return (name, arguments).
+    """
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        call = parse_tool_arguments(text[start:])
+    except ToolArgumentsError:
+        return None
+    if isinstance(function := call.get("function"), Mapping):
+        call = {**call, **function}  # {"function": {"name", "arguments"}}
+    name = call.get("name")
+    if not isinstance(name, str):
+        return None
+    name = resolve_tool_name(name, tool_names)
+    if name not in tool_names:
+        return None
+    raw = call.get("arguments", call.get("parameters"))
+    try:
+        arguments = parse_tool_arguments(
+            raw if isinstance(raw, str | Mapping) else None
+        )
+    except ToolArgumentsError:
+        return None
+    return name, arguments
+
+
+def looks_like_sentence(text: str) -> bool:
+    """Whether text is prose to say, not JSON or markup a parser choked on."""
+    stripped = text.strip()
+    return bool(stripped) and stripped[0] not in "{[<`" and "{" not in stripped
