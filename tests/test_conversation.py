@@ -124,24 +124,33 @@ async def test_tool_call_then_loop_limit(
     assert timings[1]["cache_n"] > timings[1]["prompt_n"]  # the loop reuses the cache
 
 
-async def test_error_inside_the_stream(
+async def test_unparsable_tool_call_is_never_said(
     hass: HomeAssistant, llama_tools_server: Backend
 ) -> None:
-    """llama-server answers 200 and then an error event: the user is told, no raise.
+    """llama-server's tool parser gives up (an error event): the user gets a sentence.
 
     Asked for raw JSON, Qwen writes JSON that is not a tool call; llama-server's tool
-    parser then sends `data: {"error": ...}` in the stream.
+    parser then sends `data: {"error": ...}` in the stream. The agent asks again with
+    `tool_choice: "none"` (same prefix), finds no offered tool in the raw text, and
+    says so plainly; the parser's message is never said.
     """
     await async_setup_home(hass)
-    await setup_entry(hass, llama_entry(llama_tools_server.url, QWEN_OPTIONS))
-    result = await converse(
-        hass, 'Reply only with this JSON: {"answer": "hello", "ok": true}'
-    )
-    assert speech(result).startswith(
-        "The language model server reported an error while answering:"
-    )
-    assert "does not match the expected" in speech(result)
-    assert result.response.response_type is intent.IntentResponseType.ERROR
+    async with RecordingProxy(llama_tools_server.url) as proxy:
+        await setup_entry(hass, llama_entry(proxy.url, QWEN_OPTIONS))
+        result = await converse(
+            hass, 'Reply only with this JSON: {"answer": "hello", "ok": true}'
+        )
+    said = speech(result)
+    assert "does not match the expected" not in said
+    assert said and not said.lstrip().startswith("{"), said
+    first, retry = proxy.requests[-2:]
+    assert "tool_choice" not in first
+    assert retry == {**first, "tool_choice": "none"}
+    # The retry reused the whole prompt of the refused request from the cache.
+    retry_timings = json.loads(
+        proxy.exchanges[-1][1].split(b"data: [DONE]")[0].rsplit(b"data: ", 1)[1]
+    )["timings"]
+    assert retry_timings["prompt_n"] <= 2, retry_timings
 
 
 async def test_new_chats_share_the_prefix(

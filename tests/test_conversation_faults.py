@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import suppress
 from datetime import timedelta
-import json
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,7 @@ from .conversation_support import (
     replay,
     speech,
     sse_events,
+    tool_call_events,
 )
 from .test_conversation import converse_streaming
 
@@ -305,33 +305,6 @@ async def test_over_long_sse_line(hass: HomeAssistant, fake: list[FakeLlama]) ->
 # --- tool-call JSON (recorded real tool call, arguments altered) ---------------------
 
 
-def _tool_call_with_arguments(arguments: str) -> list[bytes]:
-    """The recorded tool call with its argument fragments replaced by one fragment."""
-    out: list[bytes] = []
-    replaced = False
-    for event in sse_events("tool_call.sse"):
-        chunk = (
-            json.loads(event.decode().removeprefix("data: "))
-            if (event.startswith(b"data: {"))
-            else None
-        )
-        calls = (
-            chunk
-            and chunk["choices"]
-            and chunk["choices"][0]["delta"].get("tool_calls")
-        )
-        if calls:
-            if replaced:
-                continue
-            calls[0]["function"]["arguments"] = arguments
-            replaced = True
-            out.append(f"data: {json.dumps(chunk)}\n\n".encode())
-            continue
-        out.append(event)
-    assert replaced
-    return out
-
-
 @pytest.mark.parametrize(
     ("arguments", "repaired"),
     [
@@ -359,7 +332,7 @@ async def test_tool_call_arguments(
     server = await _fake(
         hass,
         fake,
-        replay(_tool_call_with_arguments(arguments)),
+        replay(tool_call_events(arguments)),
         replay(sse_events("answer.sse")),
     )
     await setup_entry(hass, llama_entry(server.url, {CONF_TEMPERATURE: 0.0}))

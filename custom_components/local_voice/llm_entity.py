@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, suppress
-import json
 from typing import Any, cast
 
 import probatio
@@ -54,7 +53,7 @@ from .request import (
     warm_up_request,
 )
 from .slots import Prefix
-from .tool_calls import tool_call_deltas
+from .tool_calls import failed_calls, repeated_failure, tool_call_deltas
 
 
 class LocalVoiceLLMEntity(LlamaServerEntity):
@@ -260,7 +259,7 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
             if error is not None:
                 return self._failed(error)
             raw = False
-            failed = _failed_calls(chat_log)
+            failed = failed_calls(chat_log)
             if not chat_log.unresponded_tool_results:
                 last = chat_log.content[-1]
                 if (
@@ -347,7 +346,7 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
                     failure.append(UnparsableToolCall(f"no tool call in {text!r:.200}"))
                     return
             out = tool_call_deltas(calls, parts, chat_log.llm_api)
-            if repeated := _repeated_failure(out, failed or {}):
+            if repeated := repeated_failure(out, failed or {}):
                 failure.append(repeated)
                 return
             for delta in out:
@@ -368,45 +367,3 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
             async for _content in contents:
                 pass
         return (failure[0] if failure else None), transformer.result.finish_reason
-
-
-def _call_key(tool_input: llm.ToolInput) -> str:
-    """Return a tool call's name and arguments as one comparable string."""
-    return json.dumps([tool_input.tool_name, tool_input.tool_args], sort_keys=True)
-
-
-def _failed_calls(chat_log: conversation.ChatLog) -> dict[str, str]:
-    """Return the failed calls of the newest round of tool calls, with why."""
-    results: dict[str, llm.ToolResult] = {}
-    for content in reversed(chat_log.content):
-        if isinstance(content, conversation.ToolResultContent):
-            results[content.tool_call_id] = content.result
-        elif isinstance(content, conversation.AssistantContent) and content.tool_calls:
-            break
-    else:
-        return {}
-    failed: dict[str, str] = {}
-    for call in content.tool_calls or ():
-        result = results.get(call.id)
-        if call.external or result is None or not result.error:
-            continue
-        data = result.data if isinstance(result.data, dict) else {}
-        failed[_call_key(call)] = str(
-            data.get("error_text") or data.get("error") or "it failed"
-        )
-    return failed
-
-
-def _repeated_failure(
-    deltas: list[dict[str, Any]], failed: dict[str, str]
-) -> AgentError | None:
-    """Return the error for a call the model repeats right after it failed."""
-    for delta in deltas:
-        for call in delta.get("tool_calls") or ():
-            if (reason := failed.get(_call_key(call))) is not None:
-                return AgentError(
-                    "llm_tool_repeated",
-                    tool=call.tool_name.rsplit("__", 1)[-1],
-                    reason=reason,
-                )
-    return None

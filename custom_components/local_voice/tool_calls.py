@@ -10,10 +10,12 @@ result that tells the model why, so it can try again.
 from __future__ import annotations
 
 from collections.abc import Mapping
+import json
 from typing import Any
 
 import probatio
 
+from homeassistant.components import conversation
 from homeassistant.helpers import llm
 from homeassistant.util import ulid as ulid_util
 
@@ -26,6 +28,7 @@ from .llama_server.tool_arguments import (
     resolve_tool_name,
 )
 from .prompt import PromptParts
+from .request import AgentError
 
 
 def _refusal(call_id: str, name: str, raw: str, problem: Exception) -> dict[str, Any]:
@@ -125,3 +128,45 @@ def tool_call_deltas(
         inputs.append(llm.ToolInput(name, {}, id=call_id, external=True))
         refusals.append(_refusal(call_id, name, call.arguments, problem))
     return ([{"tool_calls": inputs}] if inputs else []) + refusals
+
+
+def _call_key(tool_input: llm.ToolInput) -> str:
+    """Return a tool call's name and arguments as one comparable string."""
+    return json.dumps([tool_input.tool_name, tool_input.tool_args], sort_keys=True)
+
+
+def failed_calls(chat_log: conversation.ChatLog) -> dict[str, str]:
+    """Return the failed calls of the newest round of tool calls, with why."""
+    results: dict[str, llm.ToolResult] = {}
+    for content in reversed(chat_log.content):
+        if isinstance(content, conversation.ToolResultContent):
+            results[content.tool_call_id] = content.result
+        elif isinstance(content, conversation.AssistantContent) and content.tool_calls:
+            break
+    else:
+        return {}
+    failed: dict[str, str] = {}
+    for call in content.tool_calls or ():
+        result = results.get(call.id)
+        if call.external or result is None or not result.error:
+            continue
+        data = result.data if isinstance(result.data, dict) else {}
+        failed[_call_key(call)] = str(
+            data.get("error_text") or data.get("error") or "it failed"
+        )
+    return failed
+
+
+def repeated_failure(
+    deltas: list[dict[str, Any]], failed: dict[str, str]
+) -> AgentError | None:
+    """Return the error for a call the model repeats right after it failed."""
+    for delta in deltas:
+        for call in delta.get("tool_calls") or ():
+            if (reason := failed.get(_call_key(call))) is not None:
+                return AgentError(
+                    "llm_tool_repeated",
+                    tool=call.tool_name.rsplit("__", 1)[-1],
+                    reason=reason,
+                )
+    return None

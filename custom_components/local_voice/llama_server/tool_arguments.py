@@ -151,11 +151,13 @@ def tool_call_in_text(
     The object may sit in a code fence or `<tool_call>` tags, with chatter around
     it; the name must be one of the offered tools. Return (name, arguments).
     """
-    start = text.find("{")
+    start, end = text.find("{"), text.rfind("}")
     if start < 0:
         return None
+    # Without the fence or tags around it; an object cut off keeps its tail.
+    body = text[start : end + 1] if end > start else text[start:]
     try:
-        call = parse_tool_arguments(text[start:])
+        call = parse_tool_arguments(body)
     except ToolArgumentsError:
         return None
     if isinstance(function := call.get("function"), Mapping):
