@@ -145,9 +145,9 @@ class LlamaServerClient:
             ) as resp:
                 await _raise_for_status(resp)
                 return await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError) as err:
+        except (aiohttp.ClientError, TimeoutError, OSError) as err:
             raise self._cannot_connect(err) from err
-        except ValueError as err:
+        except (ValueError, HttpProcessingError) as err:
             raise NotLlamaServer(f"{path}: answer is not JSON") from err
 
     async def async_get_props(self) -> ServerProps:
