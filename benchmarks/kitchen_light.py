@@ -28,8 +28,14 @@ import urllib.request
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.develop import CONFIGURATION_YAML, write_config  # noqa: E402
-from tests.backends import QWEN, Backend, free_port, llama_argv, require, start  # noqa: E402
+from homeassistant.components.http.config import (
+    HTTP_STORAGE_SCHEMA,
+    STORAGE_MINOR_VERSION,
+    STORAGE_VERSION,
+)
+from homeassistant.helpers.json import JSONEncoder
+from scripts.develop import CONFIGURATION_YAML, write_config
+from tests.backends import QWEN, Backend, free_port, llama_argv, require, start
 
 AGENT = "conversation.local_voice_conversation"
 LIGHT = "light.kitchen_light"
@@ -99,10 +105,40 @@ def _wait_for_onboarding(base: str, timeout: float = 300) -> None:
     while time.monotonic() < deadline:
         try:
             _call(base, "/api/onboarding")
-            return
         except urllib.error.HTTPError, urllib.error.URLError, ConnectionError:
             time.sleep(1)
+        else:
+            return
     raise RuntimeError("Home Assistant did not start")
+
+
+def _write_http_config(config: Path, port: int) -> None:
+    """Listen on loopback only: the confirmed (stable) HTTP config, as stored.
+
+    HTTP settings in YAML would be a trial config that Home Assistant reverts,
+    restarting, after five minutes.
+    """
+    stable = {
+        **HTTP_STORAGE_SCHEMA({"server_host": ["127.0.0.1"], "server_port": port}),
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "error": None,
+        "error_message": None,
+    }
+    (config / ".storage" / "http").write_text(
+        json.dumps(
+            {
+                "version": STORAGE_VERSION,
+                "minor_version": STORAGE_MINOR_VERSION,
+                "key": "http",
+                "data": {
+                    "stable": stable,
+                    "pending": None,
+                    "yaml_migration_done": True,
+                },
+            },
+            cls=JSONEncoder,
+        )
+    )
 
 
 def main() -> None:
@@ -115,9 +151,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="kitchen-light-"))
     config = work / "config"
     port = free_port()
-    yaml = CONFIGURATION_YAML.replace("frontend:\n", "").replace(
-        "config:\n", f"api:\nhttp:\n  server_host: 127.0.0.1\n  server_port: {port}\n"
-    )
+    yaml = CONFIGURATION_YAML.replace("frontend:\n", "").replace("config:\n", "api:\n")
     llama = start("llama", llama_argv(QWEN), "http", work)
     # The speech entries point at ports nobody listens on: they only retry.
     idle = [
@@ -125,6 +159,7 @@ def main() -> None:
         for name in ("asr", "tts")
     ]
     write_config(config, llama, *idle, yaml=yaml)
+    _write_http_config(config, port)
     base = f"http://127.0.0.1:{port}"
     hass = subprocess.Popen(
         [sys.executable, "-m", "homeassistant", "-c", str(config)],

@@ -1,5 +1,6 @@
 """Small models' tool calls: unparsable ones recovered, bad optional arguments
-dropped, a repeated failing call stopped at once.
+dropped, a named target called again without guessed narrowing, a repeated failing
+call stopped at once.
 
 The loopback fake replays the recorded Qwen tool call and answer with the parts each
 test states changed; what llama-server says when its tool parser gives up is its
@@ -240,3 +241,54 @@ async def test_changed_call_after_a_failure_runs(
     assert len(server.requests) == 3
     assert [failed for *_, failed in _tool_calls(hass, result)] == [True, False]
     assert speech(result) == "The kitchen light is on."
+
+
+async def test_guessed_narrowing_is_dropped_after_a_match_failure(
+    hass: HomeAssistant, fake: list[FakeLlama]
+) -> None:
+    """A named target not found with a guessed area: called once more by name."""
+    guessed = {"name": "Kitchen light", "area": "Bedroom", "domain": ["light"]}
+    result, server = await _chat(
+        hass,
+        fake,
+        "Turn on the kitchen light",
+        replay(tool_call_events(json.dumps(guessed))),
+        replay(answer_events("The kitchen light is on.")),
+    )
+    assert _tool_calls(hass, result) == [
+        ("intent__HassTurnOn", guessed, True),
+        ("intent__HassTurnOn", {"name": "Kitchen light"}, False),
+    ]
+    assert len(server.requests) == 2
+    assert speech(result) == "The kitchen light is on."
+
+
+async def test_unnamed_target_is_not_widened(
+    hass: HomeAssistant, fake: list[FakeLlama]
+) -> None:
+    """Without a name, dropping the area would switch other lights: not retried."""
+    result, _ = await _chat(
+        hass,
+        fake,
+        "Turn on the lights in the garage",
+        replay(tool_call_events('{"area": "Garage", "domain": ["light"]}')),
+        replay(answer_events("There is no garage.")),
+    )
+    assert [failed for *_, failed in _tool_calls(hass, result)] == [True]
+    assert speech(result) == "There is no garage."
+
+
+async def test_null_words_are_left_out(
+    hass: HomeAssistant, fake: list[FakeLlama]
+) -> None:
+    """`"floor": "none"` (a real Qwen 0.5B call) means no floor, not one named none."""
+    result, _ = await _chat(
+        hass,
+        fake,
+        "Turn on the kitchen light",
+        replay(tool_call_events('{"name": "Kitchen light", "floor": "none"}')),
+        replay(answer_events("Done.")),
+    )
+    assert _tool_calls(hass, result) == [
+        ("intent__HassTurnOn", {"name": "Kitchen light"}, False)
+    ]

@@ -53,7 +53,12 @@ from .request import (
     warm_up_request,
 )
 from .slots import Prefix
-from .tool_calls import failed_calls, repeated_failure, tool_call_deltas
+from .tool_calls import (
+    failed_calls,
+    narrowed_retry,
+    repeated_failure,
+    tool_call_deltas,
+)
 
 
 class LocalVoiceLLMEntity(LlamaServerEntity):
@@ -82,6 +87,20 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
 
         async with aclosing(
             chat_log.async_add_delta_content_stream(self.entity_id, say())
+        ) as contents:
+            async for _content in contents:
+                pass
+
+    async def _async_add_call(
+        self, chat_log: conversation.ChatLog, call: llm.ToolInput
+    ) -> None:
+        """Run a tool call of the agent's own through the chat log, as the model's."""
+
+        async def calls() -> AsyncIterator[conversation.AssistantContentDeltaDict]:
+            yield {"role": "assistant", "tool_calls": [call]}
+
+        async with aclosing(
+            chat_log.async_add_delta_content_stream(self.entity_id, calls())
         ) as contents:
             async for _content in contents:
                 pass
@@ -260,6 +279,12 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
                 return self._failed(error)
             raw = False
             failed = failed_calls(chat_log)
+            if retry := narrowed_retry(chat_log):
+                LOGGER.debug(
+                    "%s: calling %s again as %s", self.entity_id, retry.tool_name, retry
+                )
+                await self._async_add_call(chat_log, retry)
+                failed |= failed_calls(chat_log)
             if not chat_log.unresponded_tool_results:
                 last = chat_log.content[-1]
                 if (

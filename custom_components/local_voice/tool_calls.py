@@ -170,3 +170,46 @@ def repeated_failure(
                     reason=reason,
                 )
     return None
+
+
+# Arguments of Home Assistant's intents that only narrow which entity a name means;
+# small models add guessed ones ("area": "Kitchen" for a light in no area).
+NARROWING_ARGUMENTS = frozenset(("area", "floor", "domain", "device_class"))
+# Tool errors that say the target was not found or the slots were refused.
+_TARGET_ERRORS = frozenset(("MatchFailedError", "InvalidSlotInfo"))
+
+
+def narrowed_retry(chat_log: conversation.ChatLog) -> llm.ToolInput | None:
+    """Return a failed call of the newest round again without guessed narrowing.
+
+    Only a call that names its target, failed to find it or had its slots
+    refused, and carried narrowing arguments; nothing is added.
+    """
+    for content in reversed(chat_log.content):
+        if isinstance(content, conversation.ToolResultContent):
+            data = content.result.data if content.result.error else None
+            if not isinstance(data, dict) or data.get("error") not in _TARGET_ERRORS:
+                continue
+            call = _call_of(chat_log, content.tool_call_id)
+            if call is None or call.external or "name" not in call.tool_args:
+                continue
+            kept = {
+                key: value
+                for key, value in call.tool_args.items()
+                if key not in NARROWING_ARGUMENTS
+            }
+            if kept != call.tool_args:
+                return llm.ToolInput(call.tool_name, kept, id=ulid_util.ulid_now())
+        elif isinstance(content, conversation.AssistantContent) and content.tool_calls:
+            break
+    return None
+
+
+def _call_of(chat_log: conversation.ChatLog, call_id: str) -> llm.ToolInput | None:
+    """Return the newest tool call with this id."""
+    for content in reversed(chat_log.content):
+        if isinstance(content, conversation.AssistantContent):
+            for call in content.tool_calls or ():
+                if call.id == call_id:
+                    return call
+    return None

@@ -73,11 +73,17 @@ def _as_object(value: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+# What small models write for an argument they mean to leave out.
+_NULL_WORDS = frozenset(("", "none", "null", "n/a"))
+
+
 def _clean(args: dict[str, Any]) -> dict[str, Any]:
     """Decode JSON-string values that hold lists/objects; drop null arguments."""
     cleaned: dict[str, Any] = {}
     for key, value in args.items():
-        if value is None:
+        if value is None or (
+            isinstance(value, str) and value.strip().lower() in _NULL_WORDS
+        ):
             continue
         cleaned[str(key)] = value
         if isinstance(value, str) and value[:1] + value[-1:] in ("[]", "{}"):
@@ -91,7 +97,8 @@ def parse_tool_arguments(raw: str | Mapping[str, Any] | None) -> dict[str, Any]:
 
     Repairs: empty → {}; code fences; text after the object; trailing commas;
     double-encoded JSON; Python-literal dicts (single quotes, True/None); an object
-    cut off at the end; list/object values sent as JSON strings; null arguments.
+    cut off at the end; list/object values sent as JSON strings; null arguments
+    (also "none", "null" or "" as a string).
     Raises ToolArgumentsError when the intent is not clear.
     """
     if raw is None:
