@@ -84,10 +84,11 @@ async def test_tool_call_then_loop_limit(
     llama_tools_server: Backend,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A real streamed tool call runs the intent; a model that keeps calling is stopped.
+    """A real streamed tool call runs the intent; the tool loop is bounded.
 
-    Qwen 0.5B calls HassTurnOn with arguments the intent rejects and then calls it
-    again after every error: with the limit at 2 rounds the agent says so.
+    Qwen 0.5B calls HassTurnOn for the kitchen; arguments the intent's schema
+    refuses are dropped before the call, and a repeated failing call or the
+    iteration limit (2 rounds here) ends the turn with a sentence that says why.
     """
     monkeypatch.setattr(llm_entity, "MAX_TOOL_ITERATIONS", 2)
     home = await async_setup_home(hass)
@@ -115,13 +116,19 @@ async def test_tool_call_then_loop_limit(
     assert "kitchen" in json.dumps(first.tool_args).lower()
     results = [c for c in log.content if isinstance(c, conversation.ToolResultContent)]
     assert results[0].tool_call_id == first.id
-    assert len(calls) == 2  # the limit
-    assert speech(result) == "I gave up after 2 rounds of tool calls without an answer"
-    assert result.response.response_type is intent.IntentResponseType.ERROR
+    refused = [r for r in results if r.result.data.get("error") == "InvalidSlotInfo"]
+    assert not refused, refused  # e.g. `device_class: light` was dropped
+    said = speech(result)
+    assert said and "does not match the expected" not in said
+    if result.response.response_type is intent.IntentResponseType.ERROR:
+        assert said.startswith(
+            ("I gave up after 2 rounds", "I stopped because HassTurnOn failed")
+        ), said
 
     timings = list(entry.runtime_data.slots.timings)
-    assert len(timings) == 2
-    assert timings[1]["cache_n"] > timings[1]["prompt_n"]  # the loop reuses the cache
+    assert 1 <= len(timings) <= 4  # 2 rounds, each may be asked again as raw text
+    if len(timings) > 1:
+        assert timings[1]["cache_n"] > timings[1]["prompt_n"]  # the loop reuses it
 
 
 async def test_unparsable_tool_call_is_never_said(

@@ -270,12 +270,12 @@ async def test_unnamed_target_is_not_widened(
     result, _ = await _chat(
         hass,
         fake,
-        "Turn on the lights in the garage",
-        replay(tool_call_events('{"area": "Garage", "domain": ["light"]}')),
-        replay(answer_events("There is no garage.")),
+        "Turn on the switches in the bedroom",
+        replay(tool_call_events('{"area": "Bedroom", "domain": ["switch"]}')),
+        replay(answer_events("There is no switch in the bedroom.")),
     )
     assert [failed for *_, failed in _tool_calls(hass, result)] == [True]
-    assert speech(result) == "There is no garage."
+    assert speech(result) == "There is no switch in the bedroom."
 
 
 async def test_null_words_are_left_out(
@@ -291,4 +291,21 @@ async def test_null_words_are_left_out(
     )
     assert _tool_calls(hass, result) == [
         ("intent__HassTurnOn", {"name": "Kitchen light"}, False)
+    ]
+
+
+async def test_unknown_area_is_the_name(
+    hass: HomeAssistant, fake: list[FakeLlama]
+) -> None:
+    """`"area": "Kitchen light"` (a real Qwen 0.5B call): no such area, so a name."""
+    result, _ = await _chat(
+        hass,
+        fake,
+        "Turn on the kitchen light",
+        replay(tool_call_events('{"area": "Kitchen light", "domain": "light"}')),
+        replay(answer_events("Done.")),
+    )
+    assert _tool_calls(hass, result) == [
+        ("intent__HassTurnOn", {"area": "Kitchen light", "domain": "light"}, True),
+        ("intent__HassTurnOn", {"name": "Kitchen light"}, False),
     ]

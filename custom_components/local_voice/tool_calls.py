@@ -4,7 +4,9 @@ Arguments are parsed and repaired (llama_server/tool_arguments.py), then checked
 against the tool's own parameter schema: an optional argument the schema rejects
 (a small model's `device_class: light` for HassTurnOn) is dropped rather than
 failing the call. A call whose arguments cannot be read is answered with a tool
-result that tells the model why, so it can try again.
+result that tells the model why, so it can try again. After a round, the calls that
+failed are kept: the model repeating one exactly ends the turn, and a named target
+that was not found because of guessed narrowing is called once more by name.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 import probatio
 
 from homeassistant.components import conversation
-from homeassistant.helpers import llm
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import area_registry as ar, llm
 from homeassistant.util import ulid as ulid_util
 
 from .const import LOGGER
@@ -183,7 +186,8 @@ def narrowed_retry(chat_log: conversation.ChatLog) -> llm.ToolInput | None:
     """Return a failed call of the newest round again without guessed narrowing.
 
     Only a call that names its target, failed to find it or had its slots
-    refused, and carried narrowing arguments; nothing is added.
+    refused, and carried narrowing arguments; nothing is added, except that an
+    `area` no area is called becomes the `name` it was meant to be.
     """
     for content in reversed(chat_log.content):
         if isinstance(content, conversation.ToolResultContent):
@@ -191,7 +195,11 @@ def narrowed_retry(chat_log: conversation.ChatLog) -> llm.ToolInput | None:
             if not isinstance(data, dict) or data.get("error") not in _TARGET_ERRORS:
                 continue
             call = _call_of(chat_log, content.tool_call_id)
-            if call is None or call.external or "name" not in call.tool_args:
+            if call is None or call.external:
+                continue
+            if renamed := _area_as_name(chat_log.hass, call):
+                return renamed
+            if "name" not in call.tool_args:
                 continue
             kept = {
                 key: value
@@ -203,6 +211,23 @@ def narrowed_retry(chat_log: conversation.ChatLog) -> llm.ToolInput | None:
         elif isinstance(content, conversation.AssistantContent) and content.tool_calls:
             break
     return None
+
+
+def _area_as_name(hass: HomeAssistant, call: llm.ToolInput) -> llm.ToolInput | None:
+    """Return the call with its `area` as `name` when no area has that name.
+
+    Small models put a device's name in `area` ("area": "Kitchen light").
+    """
+    args = call.tool_args
+    area = args.get("area")
+    if "name" in args or not isinstance(area, str):
+        return None
+    if ar.async_get(hass).async_get_area_by_name(area) is not None:
+        return None
+    kept = {k: v for k, v in args.items() if k not in NARROWING_ARGUMENTS}
+    return llm.ToolInput(
+        call.tool_name, {**kept, "name": area}, id=ulid_util.ulid_now()
+    )
 
 
 def _call_of(chat_log: conversation.ChatLog, call_id: str) -> llm.ToolInput | None:
