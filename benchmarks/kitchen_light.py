@@ -182,6 +182,11 @@ def main() -> None:
     config = work / "config"
     port = free_port()
     yaml = CONFIGURATION_YAML.replace("frontend:\n", "").replace("config:\n", "api:\n")
+    if args.in_kitchen:  # a registry entry, so that it can have an area
+        yaml = yaml.replace(
+            "- name: Kitchen light\n",
+            "- name: Kitchen light\n        unique_id: kitchen_light\n",
+        )
     llama = start("llama", llama_argv(QWEN), "http", work)
     # The speech entries point at ports nobody listens on: they only retry.
     idle = [
