@@ -162,6 +162,42 @@ def sse_events(name: str) -> list[bytes]:
     return [event + b"\n\n" for event in body.split(b"\n\n") if event.strip()]
 
 
+def tool_call_events(arguments: str, name: str = "HassTurnOn") -> list[bytes]:
+    """The recorded tool call, its name and argument fragments replaced by one each."""
+    out: list[bytes] = []
+    replaced = False
+    for event in sse_events("tool_call.sse"):
+        chunk = (
+            json.loads(event.decode().removeprefix("data: "))
+            if event.startswith(b"data: {")
+            else None
+        )
+        calls = (
+            chunk
+            and chunk["choices"]
+            and chunk["choices"][0]["delta"].get("tool_calls")
+        )
+        if calls:
+            if replaced:
+                continue
+            calls[0]["function"] |= {"name": name, "arguments": arguments}
+            replaced = True
+            out.append(f"data: {json.dumps(chunk)}\n\n".encode())
+            continue
+        out.append(event)
+    assert replaced
+    return out
+
+
+def answer_events(text: str) -> list[bytes]:
+    """The recorded plain answer, its words replaced by `text` in one delta."""
+    events = sse_events("answer.sse")
+    content = json.loads(events[1].decode().removeprefix("data: "))
+    content["choices"][0]["delta"]["content"] = text
+    ends = [event for event in events if b'"finish_reason":"stop"' in event]
+    return [events[0], f"data: {json.dumps(content)}\n\n".encode(), *ends, events[-1]]
+
+
 Handler = Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamResponse]]
 
 

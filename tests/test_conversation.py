@@ -84,10 +84,11 @@ async def test_tool_call_then_loop_limit(
     llama_tools_server: Backend,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A real streamed tool call runs the intent; a model that keeps calling is stopped.
+    """A real streamed tool call runs the intent; the tool loop is bounded.
 
-    Qwen 0.5B calls HassTurnOn with arguments the intent rejects and then calls it
-    again after every error: with the limit at 2 rounds the agent says so.
+    Qwen 0.5B calls HassTurnOn for the kitchen; arguments the intent's schema
+    refuses are dropped before the call, and a repeated failing call or the
+    iteration limit (2 rounds here) ends the turn with a sentence that says why.
     """
     monkeypatch.setattr(llm_entity, "MAX_TOOL_ITERATIONS", 2)
     home = await async_setup_home(hass)
@@ -115,33 +116,48 @@ async def test_tool_call_then_loop_limit(
     assert "kitchen" in json.dumps(first.tool_args).lower()
     results = [c for c in log.content if isinstance(c, conversation.ToolResultContent)]
     assert results[0].tool_call_id == first.id
-    assert len(calls) == 2  # the limit
-    assert speech(result) == "I gave up after 2 rounds of tool calls without an answer"
-    assert result.response.response_type is intent.IntentResponseType.ERROR
+    refused = [r for r in results if r.result.data.get("error") == "InvalidSlotInfo"]
+    assert not refused, refused  # e.g. `device_class: light` was dropped
+    said = speech(result)
+    assert said and "does not match the expected" not in said
+    if result.response.response_type is intent.IntentResponseType.ERROR:
+        assert said.startswith(
+            ("I gave up after 2 rounds", "I stopped because HassTurnOn failed")
+        ), said
 
     timings = list(entry.runtime_data.slots.timings)
-    assert len(timings) == 2
-    assert timings[1]["cache_n"] > timings[1]["prompt_n"]  # the loop reuses the cache
+    assert 1 <= len(timings) <= 4  # 2 rounds, each may be asked again as raw text
+    if len(timings) > 1:
+        assert timings[1]["cache_n"] > timings[1]["prompt_n"]  # the loop reuses it
 
 
-async def test_error_inside_the_stream(
+async def test_unparsable_tool_call_is_never_said(
     hass: HomeAssistant, llama_tools_server: Backend
 ) -> None:
-    """llama-server answers 200 and then an error event: the user is told, no raise.
+    """llama-server's tool parser gives up (an error event): the user gets a sentence.
 
     Asked for raw JSON, Qwen writes JSON that is not a tool call; llama-server's tool
-    parser then sends `data: {"error": ...}` in the stream.
+    parser then sends `data: {"error": ...}` in the stream. The agent asks again with
+    `tool_choice: "none"` (same prefix), finds no offered tool in the raw text, and
+    says so plainly; the parser's message is never said.
     """
     await async_setup_home(hass)
-    await setup_entry(hass, llama_entry(llama_tools_server.url, QWEN_OPTIONS))
-    result = await converse(
-        hass, 'Reply only with this JSON: {"answer": "hello", "ok": true}'
-    )
-    assert speech(result).startswith(
-        "The language model server reported an error while answering:"
-    )
-    assert "does not match the expected" in speech(result)
-    assert result.response.response_type is intent.IntentResponseType.ERROR
+    async with RecordingProxy(llama_tools_server.url) as proxy:
+        await setup_entry(hass, llama_entry(proxy.url, QWEN_OPTIONS))
+        result = await converse(
+            hass, 'Reply only with this JSON: {"answer": "hello", "ok": true}'
+        )
+    said = speech(result)
+    assert "does not match the expected" not in said
+    assert said and not said.lstrip().startswith("{"), said
+    first, retry = proxy.requests[-2:]
+    assert "tool_choice" not in first
+    assert retry == {**first, "tool_choice": "none"}
+    # The retry reused the whole prompt of the refused request from the cache.
+    retry_timings = json.loads(
+        proxy.exchanges[-1][1].split(b"data: [DONE]")[0].rsplit(b"data: ", 1)[1]
+    )["timings"]
+    assert retry_timings["prompt_n"] <= 2, retry_timings
 
 
 async def test_new_chats_share_the_prefix(

@@ -12,10 +12,10 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import suppress
 from datetime import timedelta
-import json
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 import pytest
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
@@ -26,6 +26,7 @@ from custom_components.local_voice.const import (
     DOMAIN,
     UPDATE_INTERVAL_SECONDS,
 )
+from custom_components.local_voice.llama_server import client as llama_client
 from homeassistant.components import conversation
 from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.const import CONF_API_KEY, CONF_LLM_HASS_API, STATE_UNAVAILABLE
@@ -38,6 +39,7 @@ from .backends import SMOL, Backend, llama_argv, require, running, start
 from .common import llama_entry, setup_entry
 from .conversation_support import (
     FakeLlama,
+    Handler,
     RecordingProxy,
     agent_id,
     async_setup_home,
@@ -48,6 +50,7 @@ from .conversation_support import (
     replay,
     speech,
     sse_events,
+    tool_call_events,
 )
 from .test_conversation import converse_streaming
 
@@ -219,34 +222,87 @@ async def test_server_that_does_not_stream(
     assert server.requests[0]["stream"] is True
 
 
+# --- bounded answers: deadline, size, over-long lines (loopback fake) ----------------
+
+
+def _endless(event: bytes, pause: float = 0.005) -> Handler:
+    """Answer with the recorded start, then `event` again and again, never ending."""
+
+    async def handler(request: web.Request, _: dict[str, Any]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        events = sse_events("answer.sse")
+        with suppress(ConnectionError):
+            await response.write(events[0] + events[1])
+            while True:
+                await response.write(event)
+                await asyncio.sleep(pause)
+        return response
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("event", "limits", "expected"),
+    [
+        (  # a model that never stops talking
+            b'data: {"choices":[{"index":0,"delta":{"content":" and"}}]}\n\n',
+            {"CHAT_ANSWER_DEADLINE_SECONDS": 0.4},
+            "took longer than 0.4 seconds to answer, so I stopped it",
+        ),
+        (  # keep-alive comments only: the idle timeout never fires
+            b": keep-alive\n\n",
+            {"CHAT_ANSWER_DEADLINE_SECONDS": 0.4},
+            "took longer than 0.4 seconds to answer, so I stopped it",
+        ),
+        (  # comments count toward the size too
+            b": keep-alive\n\n",
+            {"CHAT_ANSWER_MAX_BYTES": 4000},
+            "grew longer than 4000 bytes, so I stopped it",
+        ),
+        (
+            b'data: {"choices":[{"index":0,"delta":{"content":" and"}}]}\n\n',
+            {"CHAT_ANSWER_MAX_BYTES": 4000},
+            "grew longer than 4000 bytes, so I stopped it",
+        ),
+    ],
+)
+async def test_answer_limits(
+    hass: HomeAssistant,
+    fake: list[FakeLlama],
+    monkeypatch: pytest.MonkeyPatch,
+    event: bytes,
+    limits: dict[str, float],
+    expected: str,
+) -> None:
+    """An endless answer is closed at a limit; its words stay, the user is told."""
+    for name, value in limits.items():
+        monkeypatch.setattr(llama_client, name, value)
+    server = await _fake(hass, fake, _endless(event))
+    await setup_entry(hass, llama_entry(server.url, CHAT))
+    async with asyncio.timeout(30):  # without the limits this never ends
+        result = await converse(hass, "Say hello to Alice")
+    _assert_error(result, expected)
+    partial = chat_log_of(hass, result.conversation_id).content[-2]
+    assert isinstance(partial, conversation.AssistantContent)
+    assert (partial.content or "").startswith("Alice")
+
+
+async def test_over_long_sse_line(hass: HomeAssistant, fake: list[FakeLlama]) -> None:
+    """One line over aiohttp's line buffer is said, not raised into the pipeline."""
+    events = sse_events("answer.sse")
+    long_line = b'data: {"choices":[{"index":0,"delta":{"content":"' + b"x" * 2_000_000
+    server = await _fake(hass, fake, replay([*events[:3], long_line + b'"}}]}\n\n']))
+    await setup_entry(hass, llama_entry(server.url, CHAT))
+    result = await converse(hass, "Say hello to Alice")
+    _assert_error(result, "sent an answer I could not read")
+    assert "xxxx" not in speech(result)
+    partial = chat_log_of(hass, result.conversation_id).content[-2]
+    assert isinstance(partial, conversation.AssistantContent)
+    assert (partial.content or "").startswith("Alice")
+
+
 # --- tool-call JSON (recorded real tool call, arguments altered) ---------------------
-
-
-def _tool_call_with_arguments(arguments: str) -> list[bytes]:
-    """The recorded tool call with its argument fragments replaced by one fragment."""
-    out: list[bytes] = []
-    replaced = False
-    for event in sse_events("tool_call.sse"):
-        chunk = (
-            json.loads(event.decode().removeprefix("data: "))
-            if (event.startswith(b"data: {"))
-            else None
-        )
-        calls = (
-            chunk
-            and chunk["choices"]
-            and chunk["choices"][0]["delta"].get("tool_calls")
-        )
-        if calls:
-            if replaced:
-                continue
-            calls[0]["function"]["arguments"] = arguments
-            replaced = True
-            out.append(f"data: {json.dumps(chunk)}\n\n".encode())
-            continue
-        out.append(event)
-    assert replaced
-    return out
 
 
 @pytest.mark.parametrize(
@@ -276,7 +332,7 @@ async def test_tool_call_arguments(
     server = await _fake(
         hass,
         fake,
-        replay(_tool_call_with_arguments(arguments)),
+        replay(tool_call_events(arguments)),
         replay(sse_events("answer.sse")),
     )
     await setup_entry(hass, llama_entry(server.url, {CONF_TEMPERATURE: 0.0}))
@@ -328,8 +384,11 @@ async def test_two_tool_calls_by_index(
         ("intent__HassTurnOff", {"area": "bedroom", "name": "light"}),
     ]
     results = [c for c in log.content if isinstance(c, conversation.ToolResultContent)]
-    assert [r.tool_call_id for r in results] == [c.id for c in calls]
-    assert len(server.requests[1]["messages"]) == 5  # system, user, assistant, 2 tools
+    assert [r.tool_call_id for r in results[:2]] == [c.id for c in calls]
+    roles = [message["role"] for message in server.requests[1]["messages"]]
+    # system, user, the two calls and their results (then the agent's call by name
+    # alone: no entity is named "light" in the kitchen)
+    assert roles[:5] == ["system", "user", "assistant", "tool", "tool"]
 
 
 # --- the real server: context, key, restart, cancel ----------------------------------

@@ -90,6 +90,11 @@ AUDIO_CHANNELS: Final = (1, 2)
 MAX_TOOL_ITERATIONS: Final = 10
 # Longest silence while streaming an answer (a cold prompt on a slow CPU takes a while).
 STREAM_READ_TIMEOUT_SECONDS: Final = 300
+# Longest time one answer may take in all, and most bytes its stream may send
+# (keep-alive comments count): a server that never finishes cannot hold a turn.
+# The deadline leaves room for a cold prompt on a slow CPU (the idle timeout above).
+CHAT_ANSWER_DEADLINE_SECONDS: Final = 600
+CHAT_ANSWER_MAX_BYTES: Final = 8 * 1024 * 1024
 # Per-request llama-server timings (prompt_n, cache_n, ...) kept for diagnostics.
 CHAT_TIMINGS_KEPT: Final = 20
 # Tokens kept free for the answer when trimming history (at most a quarter of n_ctx).

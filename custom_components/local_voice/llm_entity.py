@@ -5,6 +5,11 @@ manager pins, fit the history into the server's context, then stream answers and
 tools until the model answers without a tool call (or the iteration limit is hit).
 Failures never raise into the Assist pipeline: the agent says what went wrong,
 through the same delta stream that feeds text-to-speech.
+
+Small models need two more guards. When llama-server cannot parse the model's tool
+call, the round is asked again with `tool_choice: "none"` (same prefix, so the cache
+holds) and the agent reads the call from the raw text itself. When the model repeats
+a call that just failed, the turn ends at once with the tool's reason.
 """
 
 from __future__ import annotations
@@ -29,8 +34,14 @@ from .const import (
     MAX_TOOL_ITERATIONS,
 )
 from .entity import LlamaServerEntity
-from .llama_server.deltas import DeltaTransformer
-from .llama_server.errors import ContextOverflow, LlamaServerError, TruncatedStream
+from .llama_server.deltas import DeltaTransformer, ToolCallBuilder
+from .llama_server.errors import (
+    ContextOverflow,
+    LlamaServerError,
+    TruncatedStream,
+    UnparsableToolCall,
+)
+from .llama_server.tool_arguments import looks_like_sentence, tool_call_in_text
 from .messages import build_messages, turns
 from .prompt import PromptParts, async_build_prompt_parts, async_static_prompt_parts
 from .request import (
@@ -42,7 +53,12 @@ from .request import (
     warm_up_request,
 )
 from .slots import Prefix
-from .tool_calls import tool_call_deltas
+from .tool_calls import (
+    failed_calls,
+    narrowed_retry,
+    repeated_failure,
+    tool_call_deltas,
+)
 
 
 class LocalVoiceLLMEntity(LlamaServerEntity):
@@ -71,6 +87,20 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
 
         async with aclosing(
             chat_log.async_add_delta_content_stream(self.entity_id, say())
+        ) as contents:
+            async for _content in contents:
+                pass
+
+    async def _async_add_call(
+        self, chat_log: conversation.ChatLog, call: llm.ToolInput
+    ) -> None:
+        """Run a tool call of the agent's own through the chat log, as the model's."""
+
+        async def calls() -> AsyncIterator[conversation.AssistantContentDeltaDict]:
+            yield {"role": "assistant", "tool_calls": [call]}
+
+        async with aclosing(
+            chat_log.async_add_delta_content_stream(self.entity_id, calls())
         ) as contents:
             async for _content in contents:
                 pass
@@ -207,8 +237,11 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
         drop = 0
         iteration = 0
         refit = False
+        raw = False  # this round is the retry that reads the model's raw text
+        failed: dict[str, str] = {}  # calls of the last round that failed, and why
         while iteration < max_iterations:
             stream: AsyncGenerator[dict[str, Any]] | None = None
+            error: TurnError | None = None
             try:
                 if iteration == 0 or refit:
                     # Later rounds only add tool results; if those overflow, the
@@ -217,10 +250,13 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
                 else:
                     payload = build(drop)
                 refit = False
+                if raw:
+                    # Same messages and tools: the prompt prefix stays identical.
+                    payload = {**payload, "tool_choice": "none"}
                 stream = self.client.async_stream_chat(payload)
                 first = await anext(stream)
                 error, finish_reason = await self._async_stream_into_log(
-                    chat_log, stream, first, parts, slot
+                    chat_log, stream, first, parts, slot, raw=raw, failed=failed
                 )
             except ContextOverflow as err:
                 if drop < len(history()) - 1:
@@ -231,12 +267,24 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
             except StopAsyncIteration:
                 return self._failed(TruncatedStream("no chunk at all"))
             except LlamaServerError as err:
-                return self._failed(err)
+                error = err
             finally:
                 if stream is not None:
                     await stream.aclose()
+            if isinstance(error, UnparsableToolCall) and not raw:
+                LOGGER.debug("%s: %s; asking for the raw text", self.entity_id, error)
+                raw = True
+                continue
             if error is not None:
                 return self._failed(error)
+            raw = False
+            failed = failed_calls(chat_log)
+            if retry := narrowed_retry(chat_log):
+                LOGGER.debug(
+                    "%s: calling %s again as %s", self.entity_id, retry.tool_name, retry
+                )
+                await self._async_add_call(chat_log, retry)
+                failed |= failed_calls(chat_log)
             if not chat_log.unresponded_tool_results:
                 last = chat_log.content[-1]
                 if (
@@ -270,22 +318,35 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
         first: dict[str, Any],
         parts: PromptParts,
         slot: int,
-    ) -> tuple[LlamaServerError | None, str | None]:
+        *,
+        raw: bool = False,
+        failed: dict[str, str] | None = None,
+    ) -> tuple[TurnError | None, str | None]:
         """Stream one answer into the chat log.
 
-        Return the error that cut it short (if any) and the finish reason.
+        `raw`: the answer is the model's raw text (tool_choice "none"); it is held
+        back and read for a tool call. `failed`: the calls of the last round that
+        failed; the model repeating one ends the turn. Return the error that cut
+        the answer short (if any) and the finish reason.
         """
         transformer = DeltaTransformer()
-        failure: list[LlamaServerError] = []
+        failure: list[TurnError] = []
+        held: list[str] = []
+
+        def released(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            if not raw:
+                return deltas
+            held.extend(delta.get("content", "") for delta in deltas)
+            return [delta for delta in deltas if "content" not in delta]
 
         async def deltas() -> AsyncIterator[dict[str, Any]]:
             yield {"role": "assistant"}
             try:
                 async with aclosing(stream):
-                    for delta in transformer.feed(first):
+                    for delta in released(transformer.feed(first)):
                         yield delta
                     async for chunk in stream:
-                        for delta in transformer.feed(chunk):
+                        for delta in released(transformer.feed(chunk)):
                             yield delta
             except LlamaServerError as err:
                 failure.append(err)
@@ -297,11 +358,23 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
                     transformer.result.timings,
                     transformer.result.finish_reason,
                 )
-            for delta in transformer.finish():
+            for delta in released(transformer.finish()):
                 yield delta
-            for delta in tool_call_deltas(
-                transformer.tool_calls(), parts, chat_log.llm_api is not None
-            ):
+            calls = transformer.tool_calls()
+            if raw and (text := "".join(held).strip()):
+                if found := tool_call_in_text(text, parts.tool_names):
+                    LOGGER.debug("%s: tool call read from text", self.entity_id)
+                    calls = [ToolCallBuilder(name=found[0], parsed=found[1])]
+                elif looks_like_sentence(text):
+                    yield {"content": text}
+                else:
+                    failure.append(UnparsableToolCall(f"no tool call in {text!r:.200}"))
+                    return
+            out = tool_call_deltas(calls, parts, chat_log.llm_api)
+            if repeated := repeated_failure(out, failed or {}):
+                failure.append(repeated)
+                return
+            for delta in out:
                 yield delta
 
         async with aclosing(

@@ -1,15 +1,25 @@
 """The model's finished tool calls, as Home Assistant tool inputs.
 
-Arguments are parsed and repaired (llama_server/tool_arguments.py); a call whose
-arguments cannot be read is answered with a tool result that tells the model why,
-so it can try again.
+Arguments are parsed and repaired (llama_server/tool_arguments.py), then checked
+against the tool's own parameter schema: an optional argument the schema rejects
+(a small model's `device_class: light` for HassTurnOn) is dropped rather than
+failing the call. A call whose arguments cannot be read is answered with a tool
+result that tells the model why, so it can try again. After a round, the calls that
+failed are kept: the model repeating one exactly ends the turn, and a named target
+that was not found because of guessed narrowing is called once more by name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+import json
 from typing import Any
 
-from homeassistant.helpers import llm
+import probatio
+
+from homeassistant.components import conversation
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import area_registry as ar, llm
 from homeassistant.util import ulid as ulid_util
 
 from .const import LOGGER
@@ -21,6 +31,7 @@ from .llama_server.tool_arguments import (
     resolve_tool_name,
 )
 from .prompt import PromptParts
+from .request import AgentError
 
 
 def _refusal(call_id: str, name: str, raw: str, problem: Exception) -> dict[str, Any]:
@@ -42,10 +53,56 @@ def _refusal(call_id: str, name: str, raw: str, problem: Exception) -> dict[str,
     }
 
 
+def _required(schema: probatio.Schema) -> set[str]:
+    """Names of the schema's required keys."""
+    if not isinstance(schema.schema, Mapping):
+        return set()
+    return {
+        str(key.schema)
+        for key in schema.schema
+        if isinstance(key, probatio.Required) and isinstance(key.schema, str)
+    }
+
+
+def fit_to_schema(
+    name: str, args: dict[str, Any], tool: llm.Tool | None
+) -> dict[str, Any]:
+    """Drop optional arguments the tool's schema rejects; never invent any.
+
+    If the arguments are valid, or still invalid without those (a required one is
+    wrong or missing), they are returned unchanged and the tool reports the error.
+    """
+    if tool is None or not args:
+        return args
+    try:
+        tool.parameters(args)
+    except probatio.MultipleInvalid as err:
+        bad = {str(e.path[0]) for e in err.errors if e.path}
+    except probatio.Invalid:
+        return args
+    else:
+        return args
+    drop = bad - _required(tool.parameters)
+    kept = {key: value for key, value in args.items() if key not in drop}
+    if not drop or bad & set(kept):
+        return args
+    try:
+        tool.parameters(kept)
+    except probatio.Invalid:
+        return args
+    LOGGER.debug(
+        "Tool call %s: dropped optional arguments its schema rejects: %s",
+        name,
+        {key: args[key] for key in drop},
+    )
+    return kept
+
+
 def tool_call_deltas(
-    calls: list[ToolCallBuilder], parts: PromptParts, tools_available: bool
+    calls: list[ToolCallBuilder], parts: PromptParts, llm_api: llm.APIInstance | None
 ) -> list[dict[str, Any]]:
     """Return the deltas for finished calls: the calls, then refusals of bad ones."""
+    tools = {tool.name: tool for tool in llm_api.tools} if llm_api else {}
     inputs: list[llm.ToolInput] = []
     refusals: list[dict[str, Any]] = []
     for call in calls:
@@ -60,7 +117,8 @@ def tool_call_deltas(
         except ToolArgumentsError as err:
             problem = err
         else:
-            if tools_available:
+            if llm_api is not None:
+                args = fit_to_schema(name, args, tools.get(name))
                 inputs.append(llm.ToolInput(name, args, id=call_id))
                 continue
             problem = ToolArgumentsError("no tools are available")
@@ -73,3 +131,110 @@ def tool_call_deltas(
         inputs.append(llm.ToolInput(name, {}, id=call_id, external=True))
         refusals.append(_refusal(call_id, name, call.arguments, problem))
     return ([{"tool_calls": inputs}] if inputs else []) + refusals
+
+
+def _call_key(tool_input: llm.ToolInput) -> str:
+    """Return a tool call's name and arguments as one comparable string."""
+    return json.dumps([tool_input.tool_name, tool_input.tool_args], sort_keys=True)
+
+
+def failed_calls(chat_log: conversation.ChatLog) -> dict[str, str]:
+    """Return the failed calls of the newest round of tool calls, with why."""
+    results: dict[str, llm.ToolResult] = {}
+    for content in reversed(chat_log.content):
+        if isinstance(content, conversation.ToolResultContent):
+            results[content.tool_call_id] = content.result
+        elif isinstance(content, conversation.AssistantContent) and content.tool_calls:
+            break
+    else:
+        return {}
+    failed: dict[str, str] = {}
+    for call in content.tool_calls or ():
+        result = results.get(call.id)
+        if call.external or result is None or not result.error:
+            continue
+        data = result.data if isinstance(result.data, dict) else {}
+        failed[_call_key(call)] = str(
+            data.get("error_text") or data.get("error") or "it failed"
+        )
+    return failed
+
+
+def repeated_failure(
+    deltas: list[dict[str, Any]], failed: dict[str, str]
+) -> AgentError | None:
+    """Return the error for a call the model repeats right after it failed."""
+    for delta in deltas:
+        for call in delta.get("tool_calls") or ():
+            if (reason := failed.get(_call_key(call))) is not None:
+                return AgentError(
+                    "llm_tool_repeated",
+                    tool=call.tool_name.rsplit("__", 1)[-1],
+                    reason=reason,
+                )
+    return None
+
+
+# Arguments of Home Assistant's intents that only narrow which entity a name means;
+# small models add guessed ones ("area": "Kitchen" for a light in no area).
+NARROWING_ARGUMENTS = frozenset(("area", "floor", "domain", "device_class"))
+# Tool errors that say the target was not found or the slots were refused.
+_TARGET_ERRORS = frozenset(("MatchFailedError", "InvalidSlotInfo"))
+
+
+def narrowed_retry(chat_log: conversation.ChatLog) -> llm.ToolInput | None:
+    """Return a failed call of the newest round again without guessed narrowing.
+
+    Only a call that names its target, failed to find it or had its slots
+    refused, and carried narrowing arguments; nothing is added, except that an
+    `area` no area is called becomes the `name` it was meant to be.
+    """
+    for content in reversed(chat_log.content):
+        if isinstance(content, conversation.ToolResultContent):
+            data = content.result.data if content.result.error else None
+            if not isinstance(data, dict) or data.get("error") not in _TARGET_ERRORS:
+                continue
+            call = _call_of(chat_log, content.tool_call_id)
+            if call is None or call.external:
+                continue
+            if renamed := _area_as_name(chat_log.hass, call):
+                return renamed
+            if "name" not in call.tool_args:
+                continue
+            kept = {
+                key: value
+                for key, value in call.tool_args.items()
+                if key not in NARROWING_ARGUMENTS
+            }
+            if kept != call.tool_args:
+                return llm.ToolInput(call.tool_name, kept, id=ulid_util.ulid_now())
+        elif isinstance(content, conversation.AssistantContent) and content.tool_calls:
+            break
+    return None
+
+
+def _area_as_name(hass: HomeAssistant, call: llm.ToolInput) -> llm.ToolInput | None:
+    """Return the call with its `area` as `name` when no area has that name.
+
+    Small models put a device's name in `area` ("area": "Kitchen light").
+    """
+    args = call.tool_args
+    area = args.get("area")
+    if "name" in args or not isinstance(area, str):
+        return None
+    if ar.async_get(hass).async_get_area_by_name(area) is not None:
+        return None
+    kept = {k: v for k, v in args.items() if k not in NARROWING_ARGUMENTS}
+    return llm.ToolInput(
+        call.tool_name, {**kept, "name": area}, id=ulid_util.ulid_now()
+    )
+
+
+def _call_of(chat_log: conversation.ChatLog, call_id: str) -> llm.ToolInput | None:
+    """Return the newest tool call with this id."""
+    for content in reversed(chat_log.content):
+        if isinstance(content, conversation.AssistantContent):
+            for call in content.tool_calls or ():
+                if call.id == call_id:
+                    return call
+    return None

@@ -7,6 +7,7 @@ becomes a `LlamaServerError` (errors.py); HTTP statuses are mapped in one place.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Mapping
 import contextlib
 from dataclasses import dataclass
@@ -16,9 +17,17 @@ import logging
 from typing import Any
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
-from ..const import REQUEST_TIMEOUT_SECONDS, STREAM_READ_TIMEOUT_SECONDS
+from ..const import (
+    CHAT_ANSWER_DEADLINE_SECONDS,
+    CHAT_ANSWER_MAX_BYTES,
+    REQUEST_TIMEOUT_SECONDS,
+    STREAM_READ_TIMEOUT_SECONDS,
+)
 from .errors import (
+    AnswerDeadline,
+    AnswerTooLong,
     CannotConnect,
     ConnectionLost,
     NotLlamaServer,
@@ -27,7 +36,7 @@ from .errors import (
     error_for_status,
     error_message,
 )
-from .sse import check_chunk, iter_chat_chunks
+from .sse import bounded_lines, check_chunk, iter_chat_chunks
 from .url import strip_user_info
 
 _LOGGER = logging.getLogger(__name__)
@@ -65,11 +74,25 @@ class ServerProps:
             raise NotLlamaServer(f"unexpected /props answer: {err!r}") from err
 
 
+async def _read_bounded(
+    resp: aiohttp.ClientResponse, limit: int, *, cut: bool = False
+) -> bytes:
+    """Read a whole body up to `limit` bytes: cut there, or raise AnswerTooLong."""
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(65536):
+        body += chunk
+        if len(body) > limit:
+            if cut:
+                return bytes(body[:limit])
+            raise AnswerTooLong(f"answer over {limit} bytes", limit=limit)
+    return bytes(body)
+
+
 async def _raise_for_status(resp: aiohttp.ClientResponse) -> None:
     """Raise the error an HTTP error answer stands for (reading its JSON body)."""
     if resp.status < HTTPStatus.BAD_REQUEST:
         return
-    text = (await resp.text(errors="replace"))[:2000]
+    text = (await _read_bounded(resp, 4096, cut=True)).decode(errors="replace")[:2000]
     try:
         body = json.loads(text)
     except ValueError:
@@ -77,6 +100,15 @@ async def _raise_for_status(resp: aiohttp.ClientResponse) -> None:
     fallback = text.strip().splitlines()[0][:200] if text.strip() else resp.reason or ""
     message, error = error_message(body, fallback)
     raise error_for_status(resp.status, message, error)
+
+
+def _short(err: BaseException) -> str:
+    """Say a reading error in a few words, without the bytes aiohttp quotes."""
+    if isinstance(err, LineTooLong):
+        return f"a line longer than {err.args[1]} bytes"
+    if isinstance(err, HttpProcessingError):
+        return type(err).__name__
+    return (str(err) or type(err).__name__).splitlines()[0][:120]
 
 
 class LlamaServerClient:
@@ -114,9 +146,9 @@ class LlamaServerClient:
             ) as resp:
                 await _raise_for_status(resp)
                 return await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError) as err:
+        except (aiohttp.ClientError, TimeoutError, OSError) as err:
             raise self._cannot_connect(err) from err
-        except ValueError as err:
+        except (ValueError, HttpProcessingError) as err:
             raise NotLlamaServer(f"{path}: answer is not JSON") from err
 
     async def async_get_props(self) -> ServerProps:
@@ -170,43 +202,68 @@ class LlamaServerClient:
         A server that ignores `stream` and answers with one JSON document is handled
         too: its single completion is yielded as one chunk (with `message` instead of
         `delta`). Cancelling the consumer closes the HTTP connection, which tells
-        llama-server to stop generating.
+        llama-server to stop generating. Besides the idle timeout, the whole answer
+        has a deadline and a size limit; any failure, also while reading, is raised
+        as a LlamaServerError.
         """
         timeout = aiohttp.ClientTimeout(
             total=None,
             sock_connect=REQUEST_TIMEOUT_SECONDS,
             sock_read=STREAM_READ_TIMEOUT_SECONDS,
         )
+        seconds = CHAT_ANSWER_DEADLINE_SECONDS
+        deadline = asyncio.get_running_loop().time() + seconds
         # llama-server closes the connection after a streamed answer although it
         # offers keep-alive; without `Connection: close` the pool would hand that
         # dead connection to the next request.
         headers = {**self.headers, "Accept": "text/event-stream", "Connection": "close"}
         try:
-            resp = await self._async_post_chat(payload, headers, timeout)
+            async with asyncio.timeout_at(deadline):
+                resp = await self._async_post_chat(payload, headers, timeout)
             async with resp:
                 try:
-                    await _raise_for_status(resp)
-                    if resp.content_type == "application/json":
+                    async with asyncio.timeout_at(deadline):
+                        await _raise_for_status(resp)
+                        body = None
+                        if resp.content_type == "application/json":
+                            body = await _read_bounded(resp, CHAT_ANSWER_MAX_BYTES)
+                    if body is not None:
                         try:
-                            body = await resp.json(content_type=None)
+                            yield check_chunk(json.loads(body))
                         except ValueError as err:
                             raise StreamError(str(err), error=err) from err
-                        yield check_chunk(body)
                         return
-                    async for chunk in iter_chat_chunks(resp.content):
+                    lines = bounded_lines(
+                        resp.content,
+                        deadline=deadline,
+                        max_bytes=CHAT_ANSWER_MAX_BYTES,
+                        seconds=seconds,
+                    )
+                    async for chunk in iter_chat_chunks(lines):
                         yield chunk
                 except BaseException:
                     # Close (not release) so the server sees the client go away.
                     resp.close()
                     raise
         except TimeoutError as err:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise AnswerDeadline(
+                    f"{self.url}: no full answer in {seconds} s", seconds=seconds
+                ) from err
             raise ReadTimeout(
                 f"{self.url}: no answer", seconds=STREAM_READ_TIMEOUT_SECONDS
             ) from err
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as err:
+        except (
+            aiohttp.ClientPayloadError,
+            aiohttp.ServerDisconnectedError,
+            ConnectionError,
+        ) as err:
             raise ConnectionLost(f"{self.url}: {err!r}", error=repr(err)) from err
         except aiohttp.ClientError as err:
             raise self._cannot_connect(err) from err
+        except (HttpProcessingError, ValueError, OSError) as err:
+            # aiohttp's LineTooLong (an SSE line over its buffer), bad encodings...
+            raise StreamError(f"{self.url}: {err!r}", error=_short(err)) from err
 
     async def async_prompt_timings(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Send a request for its prompt processing alone; return the timings."""

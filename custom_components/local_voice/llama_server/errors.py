@@ -88,6 +88,37 @@ class TruncatedStream(StreamError):
     translation_key = "llm_truncated_stream"
 
 
+class UnparsableToolCall(LlamaServerError):
+    """llama-server's tool parser rejected the model's output (HTTP 500 or in-stream).
+
+    The agent retries such a turn once with `tool_choice: "none"` and reads the
+    model's raw text itself; the parser's message is never said.
+    """
+
+    translation_key = "llm_unparsable_tool_call"
+
+
+class AnswerDeadline(LlamaServerError):
+    """The answer took longer than the overall deadline (keep-alives or not)."""
+
+    translation_key = "llm_answer_deadline"
+
+
+class AnswerTooLong(LlamaServerError):
+    """The answer grew past the size limit."""
+
+    translation_key = "llm_answer_too_long"
+
+
+# llama-server's message when its tool-call parser cannot read the model's output.
+_TOOL_PARSE_FAILURE = "does not match the expected"
+
+
+def is_tool_parse_failure(message: str) -> bool:
+    """Whether an error message is llama-server's tool parser giving up."""
+    return _TOOL_PARSE_FAILURE in message
+
+
 def error_message(body: Any, fallback: str) -> tuple[str, Mapping[str, Any]]:
     """Return (message, error object) of an OpenAI-style error body."""
     if isinstance(body, Mapping) and isinstance(error := body.get("error"), Mapping):
@@ -114,4 +145,6 @@ def error_for_status(
         return ServerLoading(where, status=status, message=message)
     if status == HTTPStatus.NOT_FOUND:
         return NotLlamaServer(where, status=status, message=message)
+    if is_tool_parse_failure(message):
+        return UnparsableToolCall(where, message=message)
     return LlamaServerError(where, status=status, message=message)

@@ -6,20 +6,54 @@ in a test), so it is tested without a server.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
 from http import HTTPStatus
 import json
 from typing import Any
 
 from .errors import (
+    AnswerDeadline,
+    AnswerTooLong,
     ErrorInStream,
     StreamError,
     TruncatedStream,
+    UnparsableToolCall,
     error_for_status,
     error_message,
+    is_tool_parse_failure,
 )
 
 DONE = "[DONE]"
+
+
+async def bounded_lines(
+    lines: AsyncIterable[bytes], *, deadline: float, max_bytes: int, seconds: float
+) -> AsyncIterator[bytes]:
+    """Yield lines until the loop time `deadline` or `max_bytes` in all.
+
+    Every line counts, keep-alive comments too, so a server that streams forever
+    or only keeps the connection alive ends in AnswerDeadline or AnswerTooLong.
+    """
+    iterator = aiter(lines)
+    total = 0
+    while True:
+        scope = asyncio.timeout_at(deadline)
+        try:
+            async with scope:
+                line = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except TimeoutError as err:
+            if scope.expired():
+                raise AnswerDeadline(
+                    f"no full answer in {seconds} s", seconds=seconds
+                ) from err
+            raise  # the idle timeout: the caller's ReadTimeout
+        total += len(line)
+        if total > max_bytes:
+            raise AnswerTooLong(f"answer over {max_bytes} bytes", limit=max_bytes)
+        yield line
 
 
 async def iter_sse_data(lines: AsyncIterable[bytes]) -> AsyncIterator[str]:
@@ -55,6 +89,8 @@ def check_chunk(chunk: Any) -> dict[str, Any]:
         message, error = error_message(chunk, "unknown error")
         if error.get("type") == "exceed_context_size_error":
             raise error_for_status(HTTPStatus.BAD_REQUEST, message, error)
+        if is_tool_parse_failure(message):
+            raise UnparsableToolCall(f"error event: {message}", message=message)
         raise ErrorInStream(f"error event: {message}", message=message)
     choices = chunk.get("choices")
     if choices is not None and not isinstance(choices, list):

@@ -73,11 +73,17 @@ def _as_object(value: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+# What small models write for an argument they mean to leave out.
+_NULL_WORDS = frozenset(("", "none", "null", "n/a"))
+
+
 def _clean(args: dict[str, Any]) -> dict[str, Any]:
     """Decode JSON-string values that hold lists/objects; drop null arguments."""
     cleaned: dict[str, Any] = {}
     for key, value in args.items():
-        if value is None:
+        if value is None or (
+            isinstance(value, str) and value.strip().lower() in _NULL_WORDS
+        ):
             continue
         cleaned[str(key)] = value
         if isinstance(value, str) and value[:1] + value[-1:] in ("[]", "{}"):
@@ -91,7 +97,8 @@ def parse_tool_arguments(raw: str | Mapping[str, Any] | None) -> dict[str, Any]:
 
     Repairs: empty → {}; code fences; text after the object; trailing commas;
     double-encoded JSON; Python-literal dicts (single quotes, True/None); an object
-    cut off at the end; list/object values sent as JSON strings; null arguments.
+    cut off at the end; list/object values sent as JSON strings; null arguments
+    (also "none", "null" or "" as a string).
     Raises ToolArgumentsError when the intent is not clear.
     """
     if raw is None:
@@ -141,3 +148,44 @@ def resolve_tool_name(name: str, tool_names: set[str]) -> str:
         return matches[0]
     lowered = {tool.lower(): tool for tool in tool_names}
     return lowered.get(name.lower(), name)
+
+
+def tool_call_in_text(
+    text: str, tool_names: set[str]
+) -> tuple[str, dict[str, Any]] | None:
+    """Find a tool call the model wrote as text: `{"name": ..., "arguments": ...}`.
+
+    The object may sit in a code fence or `<tool_call>` tags, with chatter around
+    it; the name must be one of the offered tools. Return (name, arguments).
+    """
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0:
+        return None
+    # Without the fence or tags around it; an object cut off keeps its tail.
+    body = text[start : end + 1] if end > start else text[start:]
+    try:
+        call = parse_tool_arguments(body)
+    except ToolArgumentsError:
+        return None
+    if isinstance(function := call.get("function"), Mapping):
+        call = {**call, **function}  # {"function": {"name", "arguments"}}
+    name = call.get("name")
+    if not isinstance(name, str):
+        return None
+    name = resolve_tool_name(name, tool_names)
+    if name not in tool_names:
+        return None
+    raw = call.get("arguments", call.get("parameters"))
+    try:
+        arguments = parse_tool_arguments(
+            raw if isinstance(raw, str | Mapping) else None
+        )
+    except ToolArgumentsError:
+        return None
+    return name, arguments
+
+
+def looks_like_sentence(text: str) -> bool:
+    """Whether text is prose to say, not JSON or markup a parser choked on."""
+    stripped = text.strip()
+    return bool(stripped) and stripped[0] not in "{[<`" and "{" not in stripped

@@ -1,0 +1,301 @@
+"""Small models' tool calls: unparsable ones recovered, bad optional arguments
+dropped, a named target called again without guessed narrowing, a repeated failing
+call stopped at once.
+
+The loopback fake replays the recorded Qwen tool call and answer with the parts each
+test states changed; what llama-server says when its tool parser gives up is its
+real message (libllama-common). The real Qwen server case is in test_conversation.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+import json
+from typing import Any
+
+import probatio
+import pytest
+
+from custom_components.local_voice.const import CONF_TEMPERATURE
+from custom_components.local_voice.tool_calls import fit_to_schema
+from homeassistant.components import conversation
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import intent, llm
+
+from .common import llama_entry, setup_entry
+from .conversation_support import (
+    FakeLlama,
+    Handler,
+    answer_events,
+    async_setup_home,
+    chat_log_of,
+    converse,
+    http_error,
+    replay,
+    speech,
+    tool_call_events,
+)
+
+PARSER_MESSAGE = (
+    "Failed to parse input at pos 0: The model produced output that does not match"
+    " the expected tool call format"
+)
+PARSER_500 = json.dumps(
+    {"error": {"code": 500, "message": PARSER_MESSAGE, "type": "server_error"}}
+)
+PARSER_IN_STREAM = [
+    b'data: {"choices":[{"finish_reason":null,"index":0,'
+    b'"delta":{"role":"assistant","content":null}}]}\n\n',
+    f"data: {PARSER_500}\n\n".encode(),
+]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[list[FakeLlama]]:
+    """Fakes started by a test, stopped after it."""
+    fakes: list[FakeLlama] = []
+    yield fakes
+    for item in fakes:
+        await item.stop()
+
+
+async def _chat(
+    hass: HomeAssistant, fakes: list[FakeLlama], text: str, *answers: Handler
+) -> tuple[conversation.ConversationResult, FakeLlama]:
+    await async_setup_home(hass)
+    server = await FakeLlama(hass, list(answers)).start()
+    fakes.append(server)
+    await setup_entry(hass, llama_entry(server.url, {CONF_TEMPERATURE: 0.0}))
+    return await converse(hass, text), server
+
+
+def _tool_calls(
+    hass: HomeAssistant, result: conversation.ConversationResult
+) -> list[tuple[str, dict[str, Any], bool]]:
+    """(name, arguments, failed) of every tool call the turn made."""
+    log = chat_log_of(hass, result.conversation_id)
+    results = [
+        c.result for c in log.content if isinstance(c, conversation.ToolResultContent)
+    ]
+    calls = [
+        call
+        for c in log.content
+        if isinstance(c, conversation.AssistantContent)
+        for call in c.tool_calls or ()
+    ]
+    # In order: the recorded call's id is the same in every replay.
+    return [
+        (call.tool_name, call.tool_args, res.error)
+        for call, res in zip(calls, results, strict=True)
+    ]
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [http_error(500, PARSER_500, "application/json"), replay(PARSER_IN_STREAM)],
+    ids=["http-500", "in-stream"],
+)
+async def test_unparsable_tool_call_is_read_from_the_raw_text(
+    hass: HomeAssistant, fake: list[FakeLlama], refusal: Handler
+) -> None:
+    """The parser gives up: the turn is asked again for raw text, the call is read."""
+    raw = (
+        '```json\n{"name": "HassTurnOn", "arguments": {"name": "Kitchen light",}}\n```'
+    )
+    result, server = await _chat(
+        hass,
+        fake,
+        "Turn on the kitchen light",
+        refusal,
+        replay(answer_events(raw)),
+        replay(answer_events("The kitchen light is on.")),
+    )
+    assert speech(result) == "The kitchen light is on."
+    assert _tool_calls(hass, result) == [
+        ("intent__HassTurnOn", {"name": "Kitchen light"}, False)
+    ]
+    first, retry, after = server.requests
+    assert "tool_choice" not in first
+    assert retry["tool_choice"] == "none"
+    # Same messages and tools: the prompt prefix (and the slot's cache) holds.
+    assert {k: v for k, v in retry.items() if k != "tool_choice"} == first
+    assert "tool_choice" not in after
+    assert after["messages"][-1]["role"] == "tool"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("I can't do that, sorry.", "I can't do that, sorry."),
+        (
+            '{"answer": "hello", "ok": true}',
+            "I could not understand what the model wanted to do",
+        ),
+        (
+            '{"name": "OpenThePodBayDoors", "arguments": {}}',
+            "I could not understand what the model wanted to do",
+        ),
+    ],
+)
+async def test_unparsable_tool_call_without_a_call(
+    hass: HomeAssistant, fake: list[FakeLlama], raw: str, expected: str
+) -> None:
+    """No usable call in the raw text: its sentence, or a plain one; not the parser."""
+    result, server = await _chat(
+        hass, fake, "Hello", replay(PARSER_IN_STREAM), replay(answer_events(raw))
+    )
+    assert expected in speech(result)
+    assert "does not match" not in speech(result)
+    assert raw not in speech(result) or expected == raw
+    assert len(server.requests) == 2
+    assert _tool_calls(hass, result) == []
+
+
+async def test_optional_argument_outside_the_schema_is_dropped(
+    hass: HomeAssistant, fake: list[FakeLlama], caplog: pytest.LogCaptureFixture
+) -> None:
+    """`device_class: light` for HassTurnOn (a real small-model call) is dropped."""
+    caplog.set_level("DEBUG", "custom_components.local_voice")
+    result, _ = await _chat(
+        hass,
+        fake,
+        "Turn on the kitchen light",
+        replay(tool_call_events('{"name": "Kitchen light", "device_class": "light"}')),
+        replay(answer_events("Done.")),
+    )
+    assert _tool_calls(hass, result) == [
+        ("intent__HassTurnOn", {"name": "Kitchen light"}, False)
+    ]
+    assert "dropped optional arguments its schema rejects" in caplog.text
+    assert speech(result) == "Done."
+
+
+class _Timer(llm.Tool):
+    """A tool with HassStartTimer's schema: a duration is required."""
+
+    name = "HassStartTimer"
+    description = "Starts a timer"
+    parameters = probatio.Schema(
+        {
+            probatio.Required(probatio.Any("hours", "minutes", "seconds")): int,
+            probatio.Optional("name"): str,
+        }
+    )
+
+    async def async_call(self, *_: Any) -> llm.ToolResult:
+        """Never called."""
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize(
+    ("args", "sent"),
+    [
+        ({"minutes": 5, "name": ["pasta"]}, {"minutes": 5}),
+        ({"minutes": 5, "name": "pasta"}, {"minutes": 5, "name": "pasta"}),
+        # Without a duration no dropping helps: sent as it is, the tool says why.
+        ({"name": ["pasta"]}, {"name": ["pasta"]}),
+        (
+            {"minutes": "soon", "name": ["pasta"]},
+            {"minutes": "soon", "name": ["pasta"]},
+        ),
+    ],
+)
+def test_required_arguments_are_never_invented(
+    args: dict[str, Any], sent: dict[str, Any]
+) -> None:
+    """Only optional arguments the schema rejects are dropped; nothing is added."""
+    assert fit_to_schema("HassStartTimer", args, _Timer()) == sent
+
+
+async def test_repeated_failing_call_stops_at_once(
+    hass: HomeAssistant, fake: list[FakeLlama]
+) -> None:
+    """The model repeats a call that just failed: stop, say why, don't loop."""
+    result, server = await _chat(
+        hass,
+        fake,
+        "Turn on the garage door",
+        replay(tool_call_events('{"name": "Garage door"}')),
+    )
+    assert len(server.requests) == 2
+    calls = _tool_calls(hass, result)
+    assert calls == [("intent__HassTurnOn", {"name": "Garage door"}, True)]
+    said = speech(result)
+    assert said.startswith("I stopped because HassTurnOn failed again"), said
+    assert "Garage door" in said  # the tool's own reason
+    assert result.response.response_type is intent.IntentResponseType.ERROR
+
+
+async def test_changed_call_after_a_failure_runs(
+    hass: HomeAssistant, fake: list[FakeLlama]
+) -> None:
+    """A call that differs from the failed one is not a repeat: it runs."""
+    result, server = await _chat(
+        hass,
+        fake,
+        "Turn on the kitchen light",
+        replay(tool_call_events('{"name": "Garage door"}')),
+        replay(tool_call_events('{"name": "Kitchen light"}')),
+        replay(answer_events("The kitchen light is on.")),
+    )
+    assert len(server.requests) == 3
+    assert [failed for *_, failed in _tool_calls(hass, result)] == [True, False]
+    assert speech(result) == "The kitchen light is on."
+
+
+@pytest.mark.parametrize(
+    ("arguments", "calls"),
+    [
+        pytest.param(  # a named target not found in a guessed area: by name again
+            {"name": "Kitchen light", "area": "Bedroom", "domain": ["light"]},
+            [{"name": "Kitchen light"}],
+            id="guessed-narrowing",
+        ),
+        pytest.param(  # without a name, dropping the area would widen the call
+            {"area": "Bedroom", "domain": ["switch"]},
+            [],
+            id="unnamed-not-widened",
+        ),
+        pytest.param(  # real Qwen 0.5B: no area has that name, so it is the name
+            {"area": "Kitchen light", "domain": "light"},
+            [{"name": "Kitchen light"}],
+            id="area-is-the-name",
+        ),
+    ],
+)
+async def test_failed_target_called_again(
+    hass: HomeAssistant,
+    fake: list[FakeLlama],
+    arguments: dict[str, Any],
+    calls: list[dict[str, Any]],
+) -> None:
+    """A call whose target was not found is made once more only when that is clear."""
+    result, server = await _chat(
+        hass,
+        fake,
+        "Turn on the kitchen light",
+        replay(tool_call_events(json.dumps(arguments))),
+        replay(answer_events("Done.")),
+    )
+    assert _tool_calls(hass, result) == [
+        ("intent__HassTurnOn", arguments, True),
+        *(("intent__HassTurnOn", again, False) for again in calls),
+    ]
+    assert len(server.requests) == 2
+    assert speech(result) == "Done."
+
+
+async def test_null_words_are_left_out(
+    hass: HomeAssistant, fake: list[FakeLlama]
+) -> None:
+    """`"floor": "none"` (a real Qwen 0.5B call) means no floor, not one named none."""
+    result, _ = await _chat(
+        hass,
+        fake,
+        "Turn on the kitchen light",
+        replay(tool_call_events('{"name": "Kitchen light", "floor": "none"}')),
+        replay(answer_events("Done.")),
+    )
+    assert _tool_calls(hass, result) == [
+        ("intent__HassTurnOn", {"name": "Kitchen light"}, False)
+    ]
