@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from .backends import (
     start,
     tts_argv,
 )
+from .conversation_support import FakeLlama
 
 
 @pytest.fixture(autouse=True)
@@ -88,3 +89,12 @@ def piper_server(backend_logs: Path) -> Iterator[Backend]:
     require(VENV_PY)
     with running(start("piper", piper_argv(backend_logs), "tcp", backend_logs)) as srv:
         yield srv
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[list[FakeLlama]]:
+    """Fakes started by a test, stopped after it."""
+    fakes: list[FakeLlama] = []
+    yield fakes
+    for item in fakes:
+        await item.stop()

@@ -9,7 +9,7 @@ a proxy in front of it, and a server that ignores `stream`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
@@ -89,15 +89,6 @@ def faults_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Restarta
     with running(server.backend):
         yield server
     server.backend.stop()
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[list[FakeLlama]]:
-    """Fakes started by a test, stopped after it."""
-    fakes: list[FakeLlama] = []
-    yield fakes
-    for item in fakes:
-        await item.stop()
 
 
 async def _fake(

@@ -9,7 +9,6 @@ real message (libllama-common). The real Qwen server case is in test_conversatio
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 import json
 from typing import Any
 
@@ -48,15 +47,6 @@ PARSER_IN_STREAM = [
     b'"delta":{"role":"assistant","content":null}}]}\n\n',
     f"data: {PARSER_500}\n\n".encode(),
 ]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[list[FakeLlama]]:
-    """Fakes started by a test, stopped after it."""
-    fakes: list[FakeLlama] = []
-    yield fakes
-    for item in fakes:
-        await item.stop()
 
 
 async def _chat(
