@@ -1,6 +1,6 @@
 """Small models' tool calls: unparsable ones recovered, bad optional arguments
 dropped, a named target called again without guessed narrowing, a repeated failing
-call stopped at once.
+call stopped at once, a repeated call that is done answered with a sentence.
 
 The loopback fake replays the recorded Qwen tool call and answer with the parts each
 test states changed; what llama-server says when its tool parser gives up is its
@@ -214,6 +214,27 @@ async def test_repeated_failing_call_stops_at_once(
     assert said.startswith("I stopped because HassTurnOn failed again"), said
     assert "Garage door" in said  # the tool's own reason
     assert result.response.response_type is intent.IntentResponseType.ERROR
+
+
+async def test_repeated_done_call_ends_with_a_sentence(
+    hass: HomeAssistant, fake: list[FakeLlama]
+) -> None:
+    """The model calls again what already worked (real Qwen 0.5B did, ten times).
+
+    The call is not made twice; the turn ends with a sentence saying it is done.
+    """
+    result, server = await _chat(
+        hass,
+        fake,
+        "Turn on the kitchen light",
+        replay(tool_call_events('{"name": "Kitchen light"}')),
+    )
+    assert len(server.requests) == 2
+    assert _tool_calls(hass, result) == [
+        ("intent__HassTurnOn", {"name": "Kitchen light"}, False)
+    ]
+    assert speech(result) == "Done: Kitchen light."
+    assert result.response.response_type is intent.IntentResponseType.ACTION_DONE
 
 
 async def test_changed_call_after_a_failure_runs(

@@ -9,13 +9,14 @@ through the same delta stream that feeds text-to-speech.
 Small models need two more guards. When llama-server cannot parse the model's tool
 call, the round is asked again with `tool_choice: "none"` (same prefix, so the cache
 holds) and the agent reads the call from the raw text itself. When the model repeats
-a call that just failed, the turn ends at once with the tool's reason.
+a call that just failed, the turn ends at once with the tool's reason; when it
+repeats one that is done, the turn ends with a short sentence saying it is done.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import aclosing, suppress
+from contextlib import aclosing
 from typing import Any, cast
 
 import probatio
@@ -23,7 +24,7 @@ import probatio
 from homeassistant.components import conversation
 from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
 from homeassistant.exceptions import HomeAssistantError
-from homeassistant.helpers import llm, translation
+from homeassistant.helpers import llm
 
 from .const import (
     CONF_MAX_HISTORY,
@@ -47,6 +48,7 @@ from .prompt import PromptParts, async_build_prompt_parts, async_static_prompt_p
 from .request import (
     AgentError,
     TurnError,
+    async_agent_text,
     estimated_tokens,
     image_parts,
     request_options,
@@ -54,9 +56,11 @@ from .request import (
 )
 from .slots import Prefix
 from .tool_calls import (
+    done_calls,
     failed_calls,
     narrowed_retry,
     repeated_failure,
+    repeated_success,
     tool_call_deltas,
 )
 
@@ -68,16 +72,7 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
         self, err: TurnError, language: str | None = None
     ) -> str:
         """Return an error's message in the user's language (English as fallback)."""
-        key = f"component.{DOMAIN}.exceptions.{err.translation_key}.message"
-        for lang in dict.fromkeys((language or self.hass.config.language, "en")):
-            strings = await translation.async_get_translations(
-                self.hass, lang, "exceptions", {DOMAIN}
-            )
-            if message := strings.get(key):
-                with suppress(KeyError, IndexError):
-                    message = message.format(**err.translation_placeholders)
-                return message
-        return str(err)
+        return await async_agent_text(self.hass, err, language)
 
     async def _async_say(self, chat_log: conversation.ChatLog, text: str) -> None:
         """Add an assistant message through the delta stream (so TTS speaks it too)."""
@@ -373,6 +368,11 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
             out = tool_call_deltas(calls, parts, chat_log.llm_api)
             if repeated := repeated_failure(out, failed or {}):
                 failure.append(repeated)
+                return
+            if done := repeated_success(out, done_calls(chat_log)):
+                api = chat_log.llm_api
+                language = api.llm_context.language if api else None
+                yield {"content": await async_agent_text(self.hass, done, language)}
                 return
             for delta in out:
                 yield delta

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 import mimetypes
 from pathlib import Path
 from typing import Any
 
 import probatio
 
-from homeassistant.helpers import llm
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import llm, translation
 from homeassistant.helpers.json import json_dumps
 
 from .const import (
@@ -22,6 +24,7 @@ from .const import (
     CONF_REASONING_EFFORT,
     CONF_TEMPERATURE,
     CONF_TOP_P,
+    DOMAIN,
     RECOMMENDED_MAX_TOKENS,
     RECOMMENDED_REASONING_EFFORT,
     RECOMMENDED_TEMPERATURE,
@@ -49,6 +52,26 @@ class AgentError(Exception):
 
 
 type TurnError = LlamaServerError | AgentError
+
+
+async def async_agent_text(
+    hass: HomeAssistant, err: TurnError, language: str | None
+) -> str:
+    """Return what the agent says, in the user's language (English as fallback).
+
+    The agent's own sentences (errors, and the answer when the model only repeats
+    a call that is done) are kept as messages in strings.json `exceptions`.
+    """
+    key = f"component.{DOMAIN}.exceptions.{err.translation_key}.message"
+    for lang in dict.fromkeys((language or hass.config.language, "en")):
+        strings = await translation.async_get_translations(
+            hass, lang, "exceptions", {DOMAIN}
+        )
+        if message := strings.get(key):
+            with suppress(KeyError, IndexError):
+                message = message.format(**err.translation_placeholders)
+            return message
+    return str(err)
 
 
 def reasoning_options(effort: str) -> dict[str, Any]:

@@ -175,6 +175,54 @@ def repeated_failure(
     return None
 
 
+def done_calls(chat_log: conversation.ChatLog) -> dict[str, list[str]]:
+    """Return this turn's calls that succeeded, with the names of what they acted on."""
+    results: dict[str, llm.ToolResult] = {}
+    done: dict[str, list[str]] = {}
+    for content in reversed(chat_log.content):
+        if isinstance(content, conversation.UserContent):
+            break
+        if isinstance(content, conversation.ToolResultContent):
+            if not content.result.error:
+                results[content.tool_call_id] = content.result
+        elif isinstance(content, conversation.AssistantContent):
+            for call in content.tool_calls or ():
+                if not call.external and (result := results.get(call.id)):
+                    done[_call_key(call)] = _acted_on(result.data)
+    return done
+
+
+def _acted_on(data: Any) -> list[str]:
+    """Return the names an intent's response says it acted on."""
+    success = data.get("data", {}).get("success") if isinstance(data, dict) else None
+    return [
+        str(target["name"])
+        for target in success or ()
+        if isinstance(target, dict) and target.get("name")
+    ]
+
+
+def repeated_success(
+    deltas: list[dict[str, Any]], done: dict[str, list[str]]
+) -> AgentError | None:
+    """Return the answer when the model only repeats calls already done this turn.
+
+    Small models call a tool again after it worked instead of answering, until
+    the loop limit; the action is done, so the turn ends with a short sentence.
+    """
+    if any("tool_calls" not in delta for delta in deltas):
+        return None  # a refused call is not a repeat
+    calls = [call for delta in deltas for call in delta["tool_calls"]]
+    if not calls or any(_call_key(call) not in done for call in calls):
+        return None
+    names = dict.fromkeys(
+        name
+        for call in calls
+        for name in done[_call_key(call)] or [call.tool_name.rsplit("__", 1)[-1]]
+    )
+    return AgentError("llm_tool_done", targets=", ".join(names))
+
+
 # Arguments of Home Assistant's intents that only narrow which entity a name means;
 # small models add guessed ones ("area": "Kitchen" for a light in no area).
 NARROWING_ARGUMENTS = frozenset(("area", "floor", "domain", "device_class"))
