@@ -96,6 +96,17 @@ async def test_llama_setup_unload(
     assert entry.state is ConfigEntryState.NOT_LOADED
 
 
+async def test_credentials_leave_old_unique_ids(
+    hass: HomeAssistant, llama_tools_server: Backend
+) -> None:
+    """An entry from before 1.2 with user-info in its URL: the unique id loses it."""
+    url = llama_tools_server.url.replace("://", "://user:s3cret@")
+    entry = await setup_entry(hass, llama_entry(url))
+    assert entry.state is ConfigEntryState.LOADED
+    assert entry.minor_version == 2
+    assert entry.unique_id == llama_tools_server.url
+
+
 async def test_server_down_at_start_retries(hass: HomeAssistant) -> None:
     """Nothing listening: the entry is retried, not failed."""
     entry = await setup_entry(hass, llama_entry(f"http://127.0.0.1:{free_port()}"))

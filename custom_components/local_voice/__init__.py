@@ -18,6 +18,7 @@ from .coordinator import (
     WyomingData,
 )
 from .llama_server.client import LlamaServerClient
+from .llama_server.url import strip_user_info
 from .slots import SlotManager
 from .wyoming_client.server import WyomingServer
 
@@ -54,6 +55,20 @@ async def async_setup_entry(hass: HomeAssistant, entry: LocalVoiceConfigEntry) -
         entry, PLATFORMS_BY_SERVICE[entry.data[CONF_SERVICE]]
     )
     entry.async_on_unload(entry.add_update_listener(_async_update_listener))
+    return True
+
+
+async def async_migrate_entry(
+    hass: HomeAssistant, entry: LocalVoiceConfigEntry
+) -> bool:
+    """Take URL user-info out of unique ids made before 1.2: the UI shows them."""
+    if entry.version > 1:
+        return False  # made by a newer local_voice
+    if entry.minor_version < 2:
+        unique_id = entry.unique_id and strip_user_info(entry.unique_id)
+        hass.config_entries.async_update_entry(
+            entry, unique_id=unique_id, minor_version=2
+        )
     return True
 
 

@@ -153,7 +153,7 @@ class LocalVoiceConfigFlow(ConfigFlow, domain=DOMAIN):
     """Add a llama-server, a Wyoming ASR server or a Wyoming TTS server."""
 
     VERSION = 1
-    MINOR_VERSION = 1
+    MINOR_VERSION = 2
 
     def __init__(self) -> None:
         """Hold what a multi-step flow learns between steps."""
