@@ -15,7 +15,6 @@ and what the user was told; then the count.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from pathlib import Path
 import subprocess
@@ -26,8 +25,6 @@ from typing import Any
 import urllib.error
 import urllib.parse
 import urllib.request
-
-import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -144,49 +141,17 @@ def _write_http_config(config: Path, port: int) -> None:
     )
 
 
-async def _put_in_kitchen(base: str, token: str) -> None:
-    """Set the light's area over the websocket API, as the UI does."""
-    async with (
-        aiohttp.ClientSession() as session,
-        session.ws_connect(f"{base}/api/websocket") as ws,
-    ):
-        await ws.receive_json()
-        await ws.send_json({"type": "auth", "access_token": token})
-        await ws.receive_json()
-        await ws.send_json(
-            {
-                "id": 1,
-                "type": "config/entity_registry/update",
-                "entity_id": LIGHT,
-                "area_id": "kitchen",
-            }
-        )
-        answer = await ws.receive_json()
-        if not answer.get("success"):
-            raise RuntimeError(f"area not set: {answer}")
-
-
 def main() -> None:
     """Start llama-server and Home Assistant, ask N times, print the count."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--text", default="Turn on the kitchen light")
-    parser.add_argument(
-        "--in-kitchen",
-        action="store_true",
-        help="put the kitchen light in the Kitchen area onboarding creates",
-    )
     args = parser.parse_args()
     require(QWEN)
     work = Path(tempfile.mkdtemp(prefix="kitchen-light-"))
     config = work / "config"
     port = free_port()
     yaml = CONFIGURATION_YAML.replace("frontend:\n", "").replace("config:\n", "api:\n")
-    if args.in_kitchen:  # a registry entry, so that it can have an area
-        yaml = yaml.replace(
-            "- name: Kitchen light\n",
-            "- name: Kitchen light\n        unique_id: kitchen_light\n",
-        )
     llama = start("llama", llama_argv(QWEN), "http", work)
     # The speech entries point at ports nobody listens on: they only retry.
     idle = [
@@ -206,8 +171,6 @@ def main() -> None:
         token = _token(base)
         _wait_for(base, token, LIGHT)
         _wait_for(base, token, AGENT)
-        if args.in_kitchen:
-            asyncio.run(_put_in_kitchen(base, token))
         turned_on = 0
         for run in range(1, args.runs + 1):
             _call(

@@ -9,6 +9,8 @@ voice). Their config entries are created on the first run.
 from __future__ import annotations
 
 import argparse
+import asyncio
+from collections.abc import Mapping
 import json
 from pathlib import Path
 import subprocess
@@ -38,6 +40,12 @@ from homeassistant.config_entries import (
     ConfigEntry,
     ConfigSubentryData,
 )
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import (
+    area_registry as ar,
+    device_registry as dr,
+    entity_registry as er,
+)
 from homeassistant.helpers.json import JSONEncoder
 from tests.backends import (
     QWEN,
@@ -50,7 +58,8 @@ from tests.backends import (
 )
 
 # default_config would also start go2rtc, which needs its own binary: list what Assist
-# uses, plus two lights for the assistant to switch.
+# uses, plus two lights for the assistant to switch (with unique ids, so that they
+# can be in rooms).
 CONFIGURATION_YAML = """\
 assist_pipeline:
 config:
@@ -67,6 +76,7 @@ input_boolean:
 template:
   - light:
       - name: Kitchen light
+        unique_id: kitchen_light
         state: "{{ is_state('input_boolean.kitchen', 'on') }}"
         turn_on:
           action: input_boolean.turn_on
@@ -75,6 +85,7 @@ template:
           action: input_boolean.turn_off
           target: {entity_id: input_boolean.kitchen}
       - name: Living room light
+        unique_id: living_room_light
         state: "{{ is_state('input_boolean.living_room', 'on') }}"
         turn_on:
           action: input_boolean.turn_on
@@ -88,6 +99,26 @@ logger:
   logs:
     custom_components.local_voice: debug
 """
+
+
+# Each light in its room, as a household has it: Assist's tools (and small models)
+# name a room and a device. Onboarding keeps these rooms and adds its missing ones.
+LIGHT_ROOMS = {"kitchen_light": "Kitchen", "living_room_light": "Living Room"}
+
+
+async def _put_lights_in_rooms(config: Path, rooms: Mapping[str, str]) -> None:
+    """Write the areas and the lights' registry entries with Home Assistant's code."""
+    hass = HomeAssistant(str(config))
+    dr.async_setup(hass)
+    await asyncio.gather(ar.async_load(hass), dr.async_load(hass), er.async_load(hass))
+    areas, entities = ar.async_get(hass), er.async_get(hass)
+    for unique_id, room in rooms.items():
+        area = areas.async_get_area_by_name(room) or areas.async_create(room)
+        entry = entities.async_get_or_create(
+            "light", "template", unique_id, suggested_object_id=unique_id
+        )
+        entities.async_update_entity(entry.entity_id, area_id=area.id)
+    await hass.async_stop(force=True)  # writes the registries
 
 
 def _entry(
@@ -113,9 +144,11 @@ def write_config(
     llama: Backend,
     asr: Backend,
     tts: Backend,
+    *,
     yaml: str = CONFIGURATION_YAML,
+    rooms: Mapping[str, str] = LIGHT_ROOMS,
 ) -> None:
-    """Create configuration.yaml and the three entries, unless they exist."""
+    """Create configuration.yaml, the three entries and the lights' rooms, once."""
     config.mkdir(parents=True, exist_ok=True)
     (config / "custom_components").mkdir(exist_ok=True)
     link = config / "custom_components" / DOMAIN
@@ -157,6 +190,8 @@ def write_config(
         ),
     ]
     storage.parent.mkdir(exist_ok=True)
+    if rooms:
+        asyncio.run(_put_lights_in_rooms(config, rooms))
     storage.write_text(
         json.dumps(
             {

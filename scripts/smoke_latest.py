@@ -76,7 +76,7 @@ def main() -> None:
         backends.append(start("asr", asr_argv(), "tcp", logs))
         backends.append(start("tts", tts_argv(), "tcp", logs))
         with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(1) as pool:
-            write_config(Path(tmp), *backends, yaml=CONFIGURATION_YAML)
+            write_config(Path(tmp), *backends, yaml=CONFIGURATION_YAML, rooms={})
             # Home Assistant's loop guards blocking calls in the thread it ran in.
             pool.submit(asyncio.run, check(Path(tmp))).result()
     finally:
