@@ -173,13 +173,10 @@ class SlotManager:
         cache_n = int(timings.get("cache_n", 0))
         cold = prompt_n >= WARM_MIN_PROMPT_TOKENS and prompt_n > cache_n
         if self.held.get(slot) == (agent, key):
-            in_a_row = self.misses.in_a_row + 1 if cold and self.misses else 1
+            before = self.misses.in_a_row if self.misses else 0
+            prompt_ms = float(timings.get("prompt_ms", 0))
             self.misses = (
-                CacheMisses(
-                    in_a_row, prompt_n, cache_n, float(timings.get("prompt_ms", 0))
-                )
-                if cold
-                else None
+                CacheMisses(before + 1, prompt_n, cache_n, prompt_ms) if cold else None
             )
         if cold:
             self.forget(agent)
@@ -239,9 +236,10 @@ class SlotManager:
                     return
                 finally:
                     self.warming = None
-                self.prefix_tokens[agent] = int(timings.get("prompt_n", 0)) + int(
-                    timings.get("cache_n", 0)
-                )
+                if "prompt_n" in timings:
+                    self.prefix_tokens[agent] = int(timings["prompt_n"]) + int(
+                        timings.get("cache_n", 0)
+                    )
                 self.warmups.append(
                     {
                         "time": _now(),
