@@ -14,32 +14,23 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.local_voice.const import (
     CONF_MAX_TOKENS,
-    CONF_TEMPERATURE,
     CONVERSATION_ROOM_TOKENS,
     DOMAIN,
 )
 from custom_components.local_voice.server_checks import context_for
 from custom_components.local_voice.server_issues import issue_id
 from homeassistant.config_entries import SOURCE_HASSIO
-from homeassistant.const import CONF_API_KEY, CONF_LLM_HASS_API, CONF_PROMPT
+from homeassistant.const import CONF_API_KEY, CONF_PROMPT
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 
 from .backends import QWEN_TEMPLATE, ROOT, SMOL, Backend, llama_argv, require, start
 from .common import llama_entry, setup_entry
 from .conversation_support import async_setup_home, converse
+from .test_warm_up import OPTIONS as WARM_UP_OPTIONS, PROMPT
 
-# Fixed instructions long enough to matter (~400 tokens), no tools.
-PROMPT = "\n".join(
-    f"House rule {n}: in room {n}, answer in one short and friendly sentence."
-    for n in range(1, 21)
-)
-OPTIONS = {
-    CONF_LLM_HASS_API: [],
-    CONF_PROMPT: PROMPT,
-    CONF_MAX_TOKENS: 2,
-    CONF_TEMPERATURE: 0.0,
-}
+# The warm-up tests' agent (no tools), its fixed instructions cut to ~400 tokens.
+OPTIONS = WARM_UP_OPTIONS | {CONF_PROMPT: "\n".join(PROMPT.splitlines()[:20])}
 # For the checks that need no long prefix.
 SHORT = OPTIONS | {CONF_PROMPT: "Answer in one short sentence."}
 TIMESTAMPED = ROOT / "tests/templates/timestamped.jinja"
@@ -49,6 +40,17 @@ def _issue(
     hass: HomeAssistant, entry: MockConfigEntry, kind: str
 ) -> ir.IssueEntry | None:
     return ir.async_get(hass).async_get_issue(DOMAIN, issue_id(entry, kind))
+
+
+def _raised(
+    hass: HomeAssistant, entry: MockConfigEntry, kind: str, translation_key: str
+) -> dict[str, str]:
+    """Check the issue is up, worded as expected; return its placeholders."""
+    issue = _issue(hass, entry, kind)
+    assert issue is not None
+    assert issue.translation_key == translation_key
+    assert issue.is_fixable is False
+    return dict(issue.translation_placeholders or {})
 
 
 async def _restart(
@@ -67,12 +69,14 @@ async def test_context_too_small(hass: HomeAssistant, backend_logs: Path) -> Non
     require(SMOL)
     server = start("llama-ctx", llama_argv(SMOL, ctx=2048), "http", backend_logs)
     try:
-        entry = await setup_entry(hass, llama_entry(server.url, OPTIONS))
+        # A URL with a password in it: the issue never shows it.
+        url = server.url.replace("://", "://user:hunter2@")
+        entry = await setup_entry(hass, llama_entry(url, OPTIONS))
+        numbers = _raised(hass, entry, "context_too_small", "context_too_small")
         issue = _issue(hass, entry, "context_too_small")
         assert issue is not None
-        assert issue.translation_key == "context_too_small"
         assert issue.severity == ir.IssueSeverity.WARNING
-        numbers = issue.translation_placeholders or {}
+        assert numbers["url"] == server.url  # without the user-info
         prefix = int(numbers["prefix"])
         assert 300 < prefix < 1024  # measured by the warm-up
         assert numbers["n_ctx"] == "1024"
@@ -99,15 +103,17 @@ async def test_template_without_tools(hass: HomeAssistant, backend_logs: Path) -
         entry = await setup_entry(
             hass, llama_entry(server.url, {CONF_MAX_TOKENS: 2}, source=SOURCE_HASSIO)
         )
-        issue = _issue(hass, entry, "no_tool_support")
-        assert issue is not None
-        assert issue.translation_key == "no_tool_support_addon"
-        assert issue.translation_placeholders == {
+        assert _raised(hass, entry, "no_tool_support", "no_tool_support_addon") == {
             "server": "llama-server",
             "url": server.url,
             "model": SMOL.name,
             "agents": "1",
         }
+        # Unloaded: its issues go with it; loaded again: judged again at once.
+        assert await hass.config_entries.async_unload(entry.entry_id)
+        assert _issue(hass, entry, "no_tool_support") is None
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        assert _issue(hass, entry, "no_tool_support") is not None
 
         # A template that supports tools, given with --chat-template-file.
         argv = llama_argv(SMOL, "--chat-template-file", str(QWEN_TEMPLATE), slots=1)
@@ -135,10 +141,7 @@ async def test_cache_not_reused(hass: HomeAssistant, backend_logs: Path) -> None
             assert _issue(hass, entry, "cache_not_reused") is None
             await asyncio.sleep(1)  # the template's clock moves on
             await converse(hass, "Hello", device_id=kitchen)
-        issue = _issue(hass, entry, "cache_not_reused")
-        assert issue is not None
-        assert issue.translation_key == "cache_not_reused_clock"
-        numbers = issue.translation_placeholders or {}
+        numbers = _raised(hass, entry, "cache_not_reused", "cache_not_reused_clock")
         assert numbers["chats"] == "2"
         assert int(numbers["prompt_n"]) > 300 > int(numbers["cache_n"])
         assert numbers["prompt_n"] == str(state.timings[-1]["prompt_n"])
@@ -175,10 +178,7 @@ async def test_slots_shared(hass: HomeAssistant, backend_logs: Path) -> None:
         await converse(hass, "Hello", device_id=kitchen)
         assert _issue(hass, entry, "slots_shared") is None
         await converse(hass, "Hello", device_id=bedroom)
-        issue = _issue(hass, entry, "slots_shared")
-        assert issue is not None
-        assert issue.translation_key == "slots_shared_addon"
-        assert issue.translation_placeholders == {
+        assert _raised(hass, entry, "slots_shared", "slots_shared_addon") == {
             "server": "llama-server",
             "url": server.url,
             "conversations": "2",

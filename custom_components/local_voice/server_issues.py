@@ -70,7 +70,7 @@ class ServerIssues:
             return
         problems = {problem.kind: problem for problem in find_problems(self._state())}
         server = {
-            "server": self.entry.title,
+            "server": strip_user_info(self.entry.title),
             "url": strip_user_info(self.coordinator.client.url),
         }
         for kind in KINDS:
