@@ -7,6 +7,9 @@ the slot manager learns of a prefix from a real llama-server's warm-up.
 from __future__ import annotations
 
 from dataclasses import replace
+import json
+from pathlib import Path
+from string import Formatter
 
 import aiohttp
 import pytest
@@ -92,6 +95,41 @@ def test_each_problem_and_its_wording() -> None:
     # The template writes the time: that cause is named, whoever runs the server.
     clock = replace(broken, props=replace(broken.props, template_reads_clock=True))
     assert "cache_not_reused_clock" in _kinds(replace(clock, addon=True))
+
+
+def test_every_wording_has_its_text() -> None:
+    """Each issue's title and text in strings.json take exactly its placeholders."""
+    strings = json.loads(
+        (
+            Path(__file__).parent.parent / "custom_components/local_voice/strings.json"
+        ).read_text()
+    )["issues"]
+    broken = replace(
+        HEALTHY,
+        props=replace(PROPS, supports_tools=False),
+        prefix_tokens=3500,
+        conversations=3,
+        misses=CacheMisses(2, 2100, 4, 3456.0),
+    )
+    clock = replace(broken, props=replace(broken.props, template_reads_clock=True))
+    problems = [
+        *find_problems(broken),
+        *find_problems(replace(broken, addon=True)),
+        *find_problems(clock),
+    ]
+    assert {p.translation_key for p in problems} == set(strings)
+    for problem in problems:
+        placeholders = {"server": "Qwen", "url": "http://host:8080"}
+        placeholders |= problem.placeholders
+        for text in strings[problem.translation_key].values():
+            used = {name for _, name, _, _ in Formatter().parse(text) if name}
+            assert used <= set(placeholders), (problem.translation_key, used)
+        assert set(problem.placeholders) <= {
+            name
+            for _, name, _, _ in Formatter().parse(
+                strings[problem.translation_key]["description"]
+            )
+        }, problem.translation_key
 
 
 def test_severity() -> None:
