@@ -4,7 +4,7 @@ Pure decisions, no Home Assistant: `find_problems` reads /props (through
 `ServerProps`) and what the slot manager learnt from warm-ups and chats (prefix
 sizes, chats that re-read a prefix their slot held, how many conversations share
 the slots) and returns the problems with the numbers that show their cost.
-`repairs.py` turns them into Home Assistant repairs issues, worded for the add-on
+`server_issues.py` turns them into Home Assistant repairs issues, worded for the add-on
 (its option names) or for a server started by hand (llama-server's flags).
 """
 
