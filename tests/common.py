@@ -17,7 +17,7 @@ from custom_components.local_voice.const import (
     SUBENTRY_AI_TASK,
     SUBENTRY_CONVERSATION,
 )
-from homeassistant.config_entries import ConfigSubentryData
+from homeassistant.config_entries import SOURCE_USER, ConfigSubentryData
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_URL
 from homeassistant.core import HomeAssistant
 
@@ -25,12 +25,18 @@ from homeassistant.core import HomeAssistant
 def llama_entry(
     url: str,
     conversation_options: dict[str, Any] | None = None,
+    *,
+    source: str = SOURCE_USER,
     **data: Any,
 ) -> MockConfigEntry:
-    """Return a llama-server entry with one conversation and one AI task subentry."""
+    """Return a llama-server entry with one conversation and one AI task subentry.
+
+    `source`: how it was made (SOURCE_HASSIO: announced by the add-on).
+    """
     return MockConfigEntry(
         domain=DOMAIN,
         title="llama-server",
+        source=source,
         unique_id=url,
         data={CONF_SERVICE: SERVICE_LLAMA, CONF_URL: url, **data},
         subentries_data=[

@@ -1,8 +1,8 @@
 """How the integration's modules depend on each other (read from their sources).
 
-Protocol code (the llama-server and Wyoming clients, the slot manager, the TTS text
-filter) imports nothing from entity modules and nothing from Home Assistant; no
-import cycles; no module over about 400 lines; no module-level state.
+Protocol code (the llama-server and Wyoming clients, the slot manager, the server
+checks, the TTS text filter) imports nothing from entity modules and nothing from
+Home Assistant; no import cycles; no module over about 400 lines; no module-level state.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ PROTOCOL = {
     name
     for name in MODULES
     if name.startswith(("llama_server.", "wyoming_client."))
-    or name in ("slots", "tts_input")
+    or name in ("slots", "server_checks", "tts_input")
 }
 # What protocol modules may import of the integration besides each other.
 SHARED = {"const"}

@@ -19,6 +19,7 @@ from .coordinator import (
 )
 from .llama_server.client import LlamaServerClient
 from .llama_server.url import strip_user_info
+from .server_issues import ServerIssues
 from .slots import SlotManager
 from .wyoming_client.server import WyomingServer
 
@@ -45,6 +46,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: LocalVoiceConfigEntry) -
         coordinator = LlamaServerCoordinator(hass, entry, client, slots)
         await coordinator.async_config_entry_first_refresh()
         entry.runtime_data = LlamaServerData(client, coordinator, slots)
+        issues = ServerIssues(hass, coordinator, slots)
+        entry.async_on_unload(issues.async_clear)
+        entry.async_on_unload(coordinator.async_add_listener(issues.async_check))
+        entry.async_on_unload(slots.add_listener(issues.async_check))
+        issues.async_check()
     else:
         server = WyomingServer(entry.data[CONF_HOST], entry.data[CONF_PORT])
         wyoming = WyomingCoordinator(hass, entry, server)

@@ -103,3 +103,9 @@ CONTEXT_ANSWER_RESERVE_MAX_FRACTION: Final = 4
 # slot without the static prefix (the server restarted, or another client took the
 # slot): the agent then warms its other slots. Shorter prompts are not worth it.
 WARM_MIN_PROMPT_TOKENS: Final = 256
+# Repairs (server_checks.py): room a usual conversation needs in a slot besides the
+# static prefix (the context block, a few turns and a short answer), and how many
+# chats in a row must re-read a prefix their slot held before the cache is reported
+# broken (one alone is a restart, or another client that used the slot).
+CONVERSATION_ROOM_TOKENS: Final = 1024
+CACHE_MISSES_TO_REPORT: Final = 2

@@ -25,7 +25,7 @@ from typing import Any
 
 from .const import CHAT_TIMINGS_KEPT, WARM_MIN_PROMPT_TOKENS
 from .llama_server.client import LlamaServerClient
-from .llama_server.errors import LlamaServerError
+from .llama_server.errors import ContextOverflow, LlamaServerError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -43,6 +43,17 @@ class Prefix:
     entity_id: str
     #: The request that reads the prefix into a slot (given the slot).
     warm_up_request: Callable[[int], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheMisses:
+    """Chats in a row that re-read the static prefix their slot already held."""
+
+    in_a_row: int
+    #: The last such chat's tokens re-read and reused, and its prompt time.
+    prompt_n: int
+    cache_n: int
+    prompt_ms: float
 
 
 type PrefixSource = Callable[[], Awaitable[Prefix | None]]
@@ -69,6 +80,12 @@ class SlotManager:
         self.warming: int | None = None
         self.timings: deque[dict[str, Any]] = deque(maxlen=CHAT_TIMINGS_KEPT)
         self.warmups: deque[dict[str, Any]] = deque(maxlen=CHAT_TIMINGS_KEPT)
+        #: Each agent's static prefix in tokens, as its last warm-up read it.
+        self.prefix_tokens: dict[str, int] = {}
+        #: Chats in a row that re-read a prefix their slot held (None: the last one
+        #: on such a slot reused it).
+        self.misses: CacheMisses | None = None
+        self._listeners: list[Callable[[], None]] = []
 
     # What the coordinator says -------------------------------------------------
 
@@ -84,6 +101,15 @@ class SlotManager:
         self.held.clear()
         for agent in list(self._sources):
             self.warm(agent)
+
+    def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` after each chat and warm-up; return the undo."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _changed(self) -> None:
+        for listener in list(self._listeners):
+            listener()
 
     # Agents ------------------------------------------------------------------
 
@@ -130,6 +156,7 @@ class SlotManager:
                 **{key: timings[key] for key in REQUEST_TIMINGS if key in timings},
             }
         )
+        self._changed()
 
     def _note(
         self, slot: int, agent: str, key: str, timings: Mapping[str, Any]
@@ -138,12 +165,19 @@ class SlotManager:
 
         A request that re-read more of its prompt than it reused found the slot
         without the prefix: the server restarted, or something else used the slot.
-        What is known of the agent's other slots is then stale too.
+        What is known of the agent's other slots is then stale too. When that
+        happens on slots that held exactly this prefix chat after chat, the server
+        does not reuse its cache at all: counted in `misses`.
         """
         prompt_n = int(timings.get("prompt_n", 0))
-        cold = prompt_n >= WARM_MIN_PROMPT_TOKENS and prompt_n > int(
-            timings.get("cache_n", 0)
-        )
+        cache_n = int(timings.get("cache_n", 0))
+        cold = prompt_n >= WARM_MIN_PROMPT_TOKENS and prompt_n > cache_n
+        if self.held.get(slot) == (agent, key):
+            before = self.misses.in_a_row if self.misses else 0
+            prompt_ms = float(timings.get("prompt_ms", 0))
+            self.misses = (
+                CacheMisses(before + 1, prompt_n, cache_n, prompt_ms) if cold else None
+            )
         if cold:
             self.forget(agent)
         self.held[slot] = (agent, key)
@@ -196,9 +230,16 @@ class SlotManager:
                 except LlamaServerError as err:
                     self.forget(agent, slots[index:])
                     _LOGGER.debug("%s: slot %s not warmed: %s", agent, slot, err)
+                    if isinstance(err, ContextOverflow):
+                        self.prefix_tokens[agent] = err.tokens
+                        self._changed()
                     return
                 finally:
                     self.warming = None
+                if "prompt_n" in timings:
+                    self.prefix_tokens[agent] = int(timings["prompt_n"]) + int(
+                        timings.get("cache_n", 0)
+                    )
                 self.warmups.append(
                     {
                         "time": _now(),
@@ -207,6 +248,7 @@ class SlotManager:
                         **{k: timings[k] for k in WARM_UP_TIMINGS if k in timings},
                     }
                 )
+                self._changed()
 
     def as_dict(self) -> dict[str, Any]:
         """Return what diagnostics show: slots, recent request and warm-up timings."""

@@ -42,6 +42,8 @@ from .url import strip_user_info
 _LOGGER = logging.getLogger(__name__)
 
 CHAT_PATH = "/v1/chat/completions"
+# How a chat template reads the clock (to write today's date, or the time).
+_CLOCK = "strftime_now"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,8 @@ class ServerProps:
     supports_tools: bool
     supports_vision: bool
     build: str
+    #: The chat template writes the current time (so every prompt starts anew).
+    template_reads_clock: bool = False
 
     @classmethod
     def from_props(cls, props: Mapping[str, Any]) -> ServerProps:
@@ -69,6 +73,7 @@ class ServerProps:
                 supports_tools=bool(caps.get("supports_tools", False)),
                 supports_vision=bool((props.get("modalities") or {}).get("vision")),
                 build=str(props.get("build_info", "")),
+                template_reads_clock=_CLOCK in str(props.get("chat_template", "")),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise NotLlamaServer(f"unexpected /props answer: {err!r}") from err

@@ -69,6 +69,12 @@ class ContextOverflow(LlamaServerError):
 
     translation_key = "llm_context_overflow"
 
+    def __init__(self, description: str, /, *, tokens: int, n_ctx: int) -> None:
+        """Keep the prompt's size and the slot's context as numbers too."""
+        super().__init__(description, tokens=tokens, n_ctx=n_ctx)
+        self.tokens = tokens
+        self.n_ctx = n_ctx
+
 
 class StreamError(LlamaServerError):
     """The answer could not be read: bad data, or an error event inside the stream."""
