@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 import json
 from pathlib import Path
+import time
 from typing import Any
 
 from aiohttp import ClientSession, web
@@ -336,6 +337,8 @@ class RecordingProxy:
         self.bodies: list[bytes] = []
         # (request body, response body) of each chat request, in order of completion.
         self.exchanges: list[tuple[bytes, bytes]] = []
+        # (sent, answered) of each exchange, on the monotonic clock: when it ran.
+        self.spans: list[tuple[float, float]] = []
         self.port = free_port()
         self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
@@ -362,6 +365,7 @@ class RecordingProxy:
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         assert self._session is not None
+        sent = time.monotonic()
         body = await request.read()
         chat = request.path == "/v1/chat/completions"
         if chat:
@@ -390,6 +394,7 @@ class RecordingProxy:
             await response.write_eof()
         if chat:
             self.exchanges.append((body, answer))
+            self.spans.append((sent, time.monotonic()))
         return response
 
     async def stop(self) -> None:

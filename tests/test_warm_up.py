@@ -7,6 +7,7 @@ coordinator (server down, then back) or from a chat that found its slot cold.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from custom_components.local_voice.const import CONF_MAX_TOKENS, CONF_TEMPERATURE
@@ -55,7 +56,8 @@ def _read_prefix(timings: dict) -> bool:
 async def test_slots_warm_again_after_restarts(
     hass: HomeAssistant, backend_logs: Path
 ) -> None:
-    """At start, after an unnoticed restart and after a noticed one."""
+    """At start, after an unnoticed restart, after a noticed one (down during a
+    poll, or a new process at the next poll)."""
     require(SMOL)
     home = await async_setup_home(hass)
     kitchen, bedroom = home.satellites["kitchen"], home.satellites["bedroom"]
@@ -64,6 +66,10 @@ async def test_slots_warm_again_after_restarts(
     try:
         entry = await setup_entry(hass, llama_entry(server.url, OPTIONS))
         state = entry.runtime_data.slots
+        # The server is polled when this test says so, not every 30 s.
+        coordinator = entry.runtime_data.coordinator
+        coordinator.update_interval = timedelta(days=1)
+        await coordinator.async_refresh()
         # At start: both slots of the fresh server read the prefix once.
         assert [w["slot"] for w in state.warmups] == [0, 1]
         assert all(_read_prefix(w) for w in state.warmups)
@@ -85,15 +91,29 @@ async def test_slots_warm_again_after_restarts(
 
         # Down long enough for the coordinator to see it: warmed again when back.
         server.stop()
-        await entry.runtime_data.coordinator.async_refresh()
+        await coordinator.async_refresh()
         assert hass.states.get(agent_id(hass)).state == STATE_UNAVAILABLE
         server = start("llama-warm", argv, "http", backend_logs, port=server.port)
-        await entry.runtime_data.coordinator.async_refresh()
+        await coordinator.async_refresh()
         await hass.async_block_till_done(wait_background_tasks=True)
         assert [w["slot"] for w in list(state.warmups)[3:]] == [0, 1]
         assert all(_read_prefix(w) for w in list(state.warmups)[3:])
         assert not _read_prefix(await _chat(hass, state, kitchen))
         assert not _read_prefix(await _chat(hass, state, bedroom))
+
+        # Restarted between two polls, and a poll comes before anyone speaks: the
+        # new process is told by its /props, and both slots are warmed again.
+        server.stop()
+        server = start("llama-warm", argv, "http", backend_logs, port=server.port)
+        await coordinator.async_refresh()
+        await hass.async_block_till_done(wait_background_tasks=True)
+        assert [w["slot"] for w in list(state.warmups)[5:]] == [0, 1]
+        assert all(_read_prefix(w) for w in list(state.warmups)[5:])
+        assert not _read_prefix(await _chat(hass, state, kitchen))
+        # The same process polled again: nothing to warm.
+        await coordinator.async_refresh()
+        await hass.async_block_till_done(wait_background_tasks=True)
+        assert len(state.warmups) == 7
     finally:
         server.stop()
 

@@ -103,3 +103,7 @@ CONTEXT_ANSWER_RESERVE_MAX_FRACTION: Final = 4
 # slot without the static prefix (the server restarted, or another client took the
 # slot): the agent then warms its other slots. Shorter prompts are not worth it.
 WARM_MIN_PROMPT_TOKENS: Final = 256
+# After a change to what an agent's static prefix is built from (exposed entities,
+# names, areas, tools), wait this long for more before warming: a rename in the UI or
+# an integration loading makes a burst of registry events.
+PREFIX_CHANGE_COOLDOWN_SECONDS: Final = 5

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncGenerator, Mapping
 import contextlib
 from dataclasses import dataclass
+import hashlib
 from http import HTTPStatus
 import json
 import logging
@@ -44,6 +45,13 @@ _LOGGER = logging.getLogger(__name__)
 CHAT_PATH = "/v1/chat/completions"
 
 
+def _fingerprint(marker: Any) -> str:
+    """Return a short hash of a per-process random marker ("" without one)."""
+    if not marker:
+        return ""
+    return hashlib.sha256(str(marker).encode()).hexdigest()[:12]
+
+
 @dataclass(frozen=True, slots=True)
 class ServerProps:
     """What local_voice needs to know of a running llama-server (from /props)."""
@@ -54,6 +62,10 @@ class ServerProps:
     supports_tools: bool
     supports_vision: bool
     build: str
+    #: Tells this server process from the next one, where the server says: a hash
+    #: of the `media_marker` llama-server draws at random when it starts (hashed,
+    #: as the marker guards prompts against injected media).
+    instance: str = ""
 
     @classmethod
     def from_props(cls, props: Mapping[str, Any]) -> ServerProps:
@@ -69,6 +81,7 @@ class ServerProps:
                 supports_tools=bool(caps.get("supports_tools", False)),
                 supports_vision=bool((props.get("modalities") or {}).get("vision")),
                 build=str(props.get("build_info", "")),
+                instance=_fingerprint(props.get("media_marker")),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise NotLlamaServer(f"unexpected /props answer: {err!r}") from err
