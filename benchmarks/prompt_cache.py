@@ -420,7 +420,7 @@ def main() -> None:
     parser.add_argument(
         "--gap",
         type=float,
-        default=300,
+        default=600,
         help="--day: seconds from a restart or change to the next chat, at most",
     )
     args = parser.parse_args()

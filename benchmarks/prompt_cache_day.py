@@ -12,9 +12,9 @@ before it was answered (the loopback proxy records when each request ran). Warm-
 that no chat overlapped are listed, not counted.
 
 Spacing: chats follow each other at once, except after the start, the restart and the
-change, where the next chat comes `--gap` seconds later (default 300: a household's
-100 chats are about 10 minutes apart), or as soon as local_voice's warm-ups are
-done if that is sooner (nothing else happens in between). How long those took here
+change, where the next chat comes `--gap` seconds later (default 600: 100 chats in
+16 waking hours are 10 minutes apart), or as soon as local_voice's warm-ups are done
+if that is sooner (nothing else happens in between). How long those took here
 is printed: noticing the restart (the 30 s poll), the debounce, the warm-ups.
 """
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import time
 from typing import Any
 
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession, ClientTimeout, web
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.local_voice.const import DOMAIN
@@ -355,7 +355,9 @@ class RecordingProxy:
 
     async def start(self) -> RecordingProxy:
         """Listen on the loopback port."""
-        self._session = ClientSession()
+        # No deadline of its own (aiohttp's is 5 min): a long prompt on a slow CPU
+        # is answered late, not cut off and retried by the client behind the proxy.
+        self._session = ClientSession(timeout=ClientTimeout(total=None))
         app = web.Application()
         app.router.add_route("*", "/{path:.*}", self._forward)
         self._runner = web.AppRunner(app, access_log=None)

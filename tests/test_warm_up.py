@@ -56,8 +56,7 @@ def _read_prefix(timings: dict) -> bool:
 async def test_slots_warm_again_after_restarts(
     hass: HomeAssistant, backend_logs: Path
 ) -> None:
-    """At start, after an unnoticed restart, after a noticed one (down during a
-    poll, or a new process at the next poll)."""
+    """At start, after an unnoticed restart and after a noticed one."""
     require(SMOL)
     home = await async_setup_home(hass)
     kitchen, bedroom = home.satellites["kitchen"], home.satellites["bedroom"]
@@ -100,20 +99,35 @@ async def test_slots_warm_again_after_restarts(
         assert all(_read_prefix(w) for w in list(state.warmups)[3:])
         assert not _read_prefix(await _chat(hass, state, kitchen))
         assert not _read_prefix(await _chat(hass, state, bedroom))
+    finally:
+        server.stop()
 
-        # Restarted between two polls, and a poll comes before anyone speaks: the
-        # new process is told by its /props, and both slots are warmed again.
+
+async def test_new_process_warmed_at_next_poll(
+    hass: HomeAssistant, backend_logs: Path
+) -> None:
+    """Restarted between two polls, and a poll comes before anyone speaks: /props
+    tells the new process (llama-server's per-start media marker); warmed again."""
+    require(SMOL)
+    home = await async_setup_home(hass)
+    argv = llama_argv(SMOL, ctx=4096, slots=2)
+    server: Backend = start("llama-warm", argv, "http", backend_logs)
+    try:
+        entry = await setup_entry(hass, llama_entry(server.url, OPTIONS))
+        state = entry.runtime_data.slots
+        coordinator = entry.runtime_data.coordinator
+        coordinator.update_interval = timedelta(days=1)
+        await coordinator.async_refresh()  # the same process: nothing to warm
+        await hass.async_block_till_done(wait_background_tasks=True)
+        assert len(state.warmups) == 2
+
         server.stop()
         server = start("llama-warm", argv, "http", backend_logs, port=server.port)
         await coordinator.async_refresh()
         await hass.async_block_till_done(wait_background_tasks=True)
-        assert [w["slot"] for w in list(state.warmups)[5:]] == [0, 1]
-        assert all(_read_prefix(w) for w in list(state.warmups)[5:])
-        assert not _read_prefix(await _chat(hass, state, kitchen))
-        # The same process polled again: nothing to warm.
-        await coordinator.async_refresh()
-        await hass.async_block_till_done(wait_background_tasks=True)
-        assert len(state.warmups) == 7
+        assert [w["slot"] for w in list(state.warmups)[2:]] == [0, 1]
+        assert all(_read_prefix(w) for w in list(state.warmups)[2:])
+        assert not _read_prefix(await _chat(hass, state, home.satellites["kitchen"]))
     finally:
         server.stop()
 
