@@ -308,6 +308,34 @@ def agent_entry(order: str, url: str) -> tuple[MockConfigEntry, str]:
     return llama_entry(url, options), "local_voice"
 
 
+def conversation_agent(hass: HomeAssistant, platform: str) -> str:
+    """The entity id of the platform's conversation agent."""
+    return next(
+        e.entity_id
+        for e in er.async_get(hass).entities.values()
+        if e.platform == platform and e.domain == "conversation"
+    )
+
+
+async def send_chat(
+    hass: HomeAssistant, agent_id: str, chat: Chat, satellites: dict[str, str]
+) -> Exception | None:
+    """Send one new chat from its source; return what went wrong, if anything."""
+    try:
+        await conversation.async_converse(
+            hass,
+            chat.text,
+            None,
+            Context(),
+            language="en",
+            agent_id=agent_id,
+            device_id=satellites.get(chat.source),
+        )
+    except Exception as err:  # the answer does not matter, its prompt does
+        return err
+    return None
+
+
 @contextlib.asynccontextmanager
 async def home_assistant() -> AsyncIterator[HomeAssistant]:
     """A test Home Assistant that may load custom_components."""
@@ -358,24 +386,10 @@ async def run(order: str, server_url: str, plan: list[Chat]) -> list[WarmUp]:
             return response_timings(chats[0][1]) if chats else None
 
         new_chat_request("at start")
-        agent_id = next(
-            e.entity_id
-            for e in er.async_get(hass).entities.values()
-            if e.platform == platform and e.domain == "conversation"
-        )
+        agent_id = conversation_agent(hass, platform)
         for number, chat in enumerate(plan, 1):
-            try:
-                await conversation.async_converse(
-                    hass,
-                    chat.text,
-                    None,
-                    Context(),
-                    language="en",
-                    agent_id=agent_id,
-                    device_id=satellites.get(chat.source),
-                )
-            except Exception as err:  # the answer does not matter, its prompt does
-                logging.getLogger(__name__).debug("%s: %s", order, err)
+            if error := await send_chat(hass, agent_id, chat, satellites):
+                logging.getLogger(__name__).debug("%s: %s", order, error)
             # Chats come minutes apart: what the agent does after one has finished.
             await hass.async_block_till_done(wait_background_tasks=True)
             timings = new_chat_request(f"after #{number}")

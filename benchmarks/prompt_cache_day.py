@@ -35,8 +35,10 @@ from prompt_cache import (
     TEXTS,
     Chat,
     agent_entry,
+    conversation_agent,
     home_assistant,
     response_timings,
+    send_chat,
     setup_home,
 )
 
@@ -44,7 +46,7 @@ from homeassistant.components import conversation
 from homeassistant.components.homeassistant.exposed_entities import (
     async_expose_entity,
 )
-from homeassistant.core import Context, HomeAssistant
+from homeassistant.core import HomeAssistant
 from homeassistant.helpers import area_registry as ar, entity_registry as er
 from tests.backends import Backend, start
 from tests.conversation_support import RecordingProxy
@@ -144,11 +146,7 @@ async def run_day(
             entry.add_to_hass(hass)
             assert await hass.config_entries.async_setup(entry.entry_id), order
             slots = 0 if order == "core" else entry.runtime_data.slots.total_slots
-            agent_id = next(
-                e.entity_id
-                for e in er.async_get(hass).entities.values()
-                if e.platform == platform and e.domain == "conversation"
-            )
+            agent_id = conversation_agent(hass, platform)
             seen = 0
             for number, chat in enumerate([None, *plan]):
                 event = None
@@ -173,18 +171,8 @@ async def run_day(
                 if chat is None:
                     continue
                 sent = time.monotonic()
-                try:
-                    await conversation.async_converse(
-                        hass,
-                        chat.text,
-                        None,
-                        Context(),
-                        language="en",
-                        agent_id=agent_id,
-                        device_id=satellites.get(chat.source),
-                    )
-                except Exception as err:  # the answer does not matter, its prompt does
-                    day.notes.append(f"{order}: chat #{number}: {err}")
+                if error := await send_chat(hass, agent_id, chat, satellites):
+                    day.notes.append(f"{order}: chat #{number}: {error}")
                 day.chats[number] = (sent, time.monotonic())
                 # What a chat set off in the background (a cold slot's warm-ups).
                 with contextlib.suppress(TimeoutError):
