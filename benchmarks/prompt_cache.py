@@ -33,6 +33,10 @@ runs the server with slot caches only (as older builds, or a host short of RAM).
 
 The last line is `prompt_cache_ratio=<core tokens evaluated / local_voice tokens
 evaluated>` over all the new chats (warm-ups not counted: the line before counts them).
+
+`--day` runs a household's day instead (prompt_cache_day.py): 100 new chats, a server
+restart after chat 40, a newly exposed entity after chat 70; its last line is
+`day_wait_ratio=`: prompt tokens evaluated while a chat waits, core over local_voice.
 """
 
 from __future__ import annotations
