@@ -33,6 +33,10 @@ runs the server with slot caches only (as older builds, or a host short of RAM).
 
 The last line is `prompt_cache_ratio=<core tokens evaluated / local_voice tokens
 evaluated>` over all the new chats (warm-ups not counted: the line before counts them).
+
+`--day` runs a household's day instead (prompt_cache_day.py): 100 new chats, a server
+restart after chat 40, a newly exposed entity after chat 70; its last line is
+`day_wait_ratio=`: prompt tokens evaluated while a chat waits, core over local_voice.
 """
 
 from __future__ import annotations
@@ -212,7 +216,7 @@ class WarmUp:
     timings: dict[str, int]
 
 
-def _timings(body: bytes) -> dict[str, int]:
+def response_timings(body: bytes) -> dict[str, int]:
     """`timings` of a chat response, streamed (last SSE chunk) or not."""
     documents = [body]
     if b"data: " in body:  # SSE (after any ": keep-alive" comments)
@@ -300,6 +304,42 @@ def core_entry(url: str) -> MockConfigEntry:
     )
 
 
+def agent_entry(order: str, url: str) -> tuple[MockConfigEntry, str]:
+    """The config entry of one order's agent, and the platform of its entities."""
+    if order == "core":
+        return core_entry(url), "llama_cpp"
+    options = {CONF_MAX_TOKENS: 2, CONF_TEMPERATURE: 0.0, CONF_TOP_P: 1.0}
+    return llama_entry(url, options), "local_voice"
+
+
+def conversation_agent(hass: HomeAssistant, platform: str) -> str:
+    """The entity id of the platform's conversation agent."""
+    return next(
+        e.entity_id
+        for e in er.async_get(hass).entities.values()
+        if e.platform == platform and e.domain == "conversation"
+    )
+
+
+async def send_chat(
+    hass: HomeAssistant, agent_id: str, chat: Chat, satellites: dict[str, str]
+) -> Exception | None:
+    """Send one new chat from its source; return what went wrong, if anything."""
+    try:
+        await conversation.async_converse(
+            hass,
+            chat.text,
+            None,
+            Context(),
+            language="en",
+            agent_id=agent_id,
+            device_id=satellites.get(chat.source),
+        )
+    except Exception as err:  # the answer does not matter, its prompt does
+        return err
+    return None
+
+
 @contextlib.asynccontextmanager
 async def home_assistant() -> AsyncIterator[HomeAssistant]:
     """A test Home Assistant that may load custom_components."""
@@ -316,15 +356,7 @@ async def run(order: str, server_url: str, plan: list[Chat]) -> list[WarmUp]:
     """
     async with home_assistant() as hass, RecordingProxy(server_url) as proxy:
         satellites = await setup_home(hass)
-        if order == "core":
-            entry = core_entry(proxy.url)
-            platform = "llama_cpp"
-        else:
-            entry = llama_entry(
-                proxy.url,
-                {CONF_MAX_TOKENS: 2, CONF_TEMPERATURE: 0.0, CONF_TOP_P: 1.0},
-            )
-            platform = "local_voice"
+        entry, platform = agent_entry(order, proxy.url)
         entry.add_to_hass(hass)
         assert await hass.config_entries.async_setup(entry.entry_id), order
         # Let local_voice's start-up warm-up finish, as it does before anyone speaks.
@@ -355,27 +387,13 @@ async def run(order: str, server_url: str, plan: list[Chat]) -> list[WarmUp]:
                     flush=True,
                 )
             chats = exchanges[: len(exchanges) - len(new)]
-            return _timings(chats[0][1]) if chats else None
+            return response_timings(chats[0][1]) if chats else None
 
         new_chat_request("at start")
-        agent_id = next(
-            e.entity_id
-            for e in er.async_get(hass).entities.values()
-            if e.platform == platform and e.domain == "conversation"
-        )
+        agent_id = conversation_agent(hass, platform)
         for number, chat in enumerate(plan, 1):
-            try:
-                await conversation.async_converse(
-                    hass,
-                    chat.text,
-                    None,
-                    Context(),
-                    language="en",
-                    agent_id=agent_id,
-                    device_id=satellites.get(chat.source),
-                )
-            except Exception as err:  # the answer does not matter, its prompt does
-                logging.getLogger(__name__).debug("%s: %s", order, err)
+            if error := await send_chat(hass, agent_id, chat, satellites):
+                logging.getLogger(__name__).debug("%s: %s", order, error)
             # Chats come minutes apart: what the agent does after one has finished.
             await hass.async_block_till_done(wait_background_tasks=True)
             timings = new_chat_request(f"after #{number}")
@@ -402,13 +420,26 @@ def make_plan(chats: int, seed: int) -> list[Chat]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--chats", type=int, default=10, help="chats after the first")
+    parser.add_argument(
+        "--chats", type=int, help="chats after the first (10); with --day: all (100)"
+    )
     parser.add_argument("--seed", type=int, default=3, help="order of the sources")
     parser.add_argument(
         "--cache-ram",
         type=int,
         default=None,
         help="llama-server --cache-ram in MiB (default: the server's own default)",
+    )
+    parser.add_argument(
+        "--day",
+        action="store_true",
+        help="a day: restart after 40 %% of the chats, new entity after 70 %%",
+    )
+    parser.add_argument(
+        "--gap",
+        type=float,
+        default=600,
+        help="--day: seconds from a restart or change to the next chat, at most",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
@@ -417,10 +448,15 @@ def main() -> None:
     logging.getLogger("homeassistant.components.camera.img_util").disabled = True
     if not (QWEN.exists() and QWEN_TEMPLATE.exists()):
         sys.exit("backends missing: run scripts/setup")
-    plan = make_plan(args.chats, args.seed)
     # 8192 tokens per slot: the Assist prompt of this home is ~5,500 tokens.
     extra = [] if args.cache_ram is None else ["--cache-ram", str(args.cache_ram)]
     argv = llama_argv(QWEN, *extra, ctx=16384, slots=2)
+    if args.day:
+        from prompt_cache_day import main_day  # noqa: PLC0415
+
+        main_day(argv, args.chats or 100, args.seed, args.gap)
+        return
+    plan = make_plan(10 if args.chats is None else args.chats, args.seed)
     warm_ups: dict[str, list[WarmUp]] = {}
     with tempfile.TemporaryDirectory() as logs:
         for order in ("core", "local_voice"):

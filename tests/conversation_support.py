@@ -13,9 +13,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 import json
 from pathlib import Path
+import time
 from typing import Any
 
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession, ClientTimeout, web
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.local_voice.const import DOMAIN
@@ -336,6 +337,8 @@ class RecordingProxy:
         self.bodies: list[bytes] = []
         # (request body, response body) of each chat request, in order of completion.
         self.exchanges: list[tuple[bytes, bytes]] = []
+        # (sent, answered) of each exchange, on the monotonic clock: when it ran.
+        self.spans: list[tuple[float, float]] = []
         self.port = free_port()
         self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
@@ -352,7 +355,9 @@ class RecordingProxy:
 
     async def start(self) -> RecordingProxy:
         """Listen on the loopback port."""
-        self._session = ClientSession()
+        # No deadline of its own (aiohttp's is 5 min): a long prompt on a slow CPU
+        # is answered late, not cut off and retried by the client behind the proxy.
+        self._session = ClientSession(timeout=ClientTimeout(total=None))
         app = web.Application()
         app.router.add_route("*", "/{path:.*}", self._forward)
         self._runner = web.AppRunner(app, access_log=None)
@@ -362,6 +367,7 @@ class RecordingProxy:
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         assert self._session is not None
+        sent = time.monotonic()
         body = await request.read()
         chat = request.path == "/v1/chat/completions"
         if chat:
@@ -390,6 +396,7 @@ class RecordingProxy:
             await response.write_eof()
         if chat:
             self.exchanges.append((body, answer))
+            self.spans.append((sent, time.monotonic()))
         return response
 
     async def stop(self) -> None:

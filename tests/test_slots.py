@@ -163,3 +163,38 @@ async def test_failed_warm_up_forgets_its_claims() -> None:
         await tasks.wait()
     assert not slots.warmups
     assert slots.held == {}
+
+
+async def test_warm_if_changed(llama_chat_server: Backend) -> None:
+    """A prefix is warmed when its key is new, on the agent's slots only."""
+    async with aiohttp.ClientSession() as session:
+        tasks = Tasks()
+        slots = SlotManager(LlamaServerClient(session, llama_chat_server.url), tasks)
+        slots.follow(2)
+
+        def prefix(key: str) -> Prefix:
+            return Prefix(
+                "agent",
+                key,
+                "conversation.agent",
+                lambda slot: {
+                    "messages": [
+                        {"role": "system", "content": f"Prefix {key}."},
+                        {"role": "user", "content": ""},
+                    ],
+                    "id_slot": slot,
+                    "max_tokens": 1,
+                    "stream": True,
+                },
+            )
+
+        # The AI task used slot 1: it holds another agent's prefix.
+        slots.record_request(1, _prefix("ai task", "t1"), {"prompt_n": 90}, "stop")
+        assert slots.warm_if_changed(prefix("v1"))
+        await tasks.wait()
+        assert [w["slot"] for w in slots.warmups] == [0]
+        assert not slots.warm_if_changed(prefix("v1"))  # the same key: nothing
+        assert slots.warm_if_changed(prefix("v2"))
+        await tasks.wait()
+        assert [w["slot"] for w in slots.warmups] == [0, 0]
+        assert slots.held == {0: ("agent", "v2"), 1: ("ai task", "t1")}

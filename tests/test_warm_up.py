@@ -7,6 +7,7 @@ coordinator (server down, then back) or from a chat that found its slot cold.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from custom_components.local_voice.const import CONF_MAX_TOKENS, CONF_TEMPERATURE
@@ -64,6 +65,10 @@ async def test_slots_warm_again_after_restarts(
     try:
         entry = await setup_entry(hass, llama_entry(server.url, OPTIONS))
         state = entry.runtime_data.slots
+        # The server is polled when this test says so, not every 30 s.
+        coordinator = entry.runtime_data.coordinator
+        coordinator.update_interval = timedelta(days=1)
+        await coordinator.async_refresh()
         # At start: both slots of the fresh server read the prefix once.
         assert [w["slot"] for w in state.warmups] == [0, 1]
         assert all(_read_prefix(w) for w in state.warmups)
@@ -85,15 +90,44 @@ async def test_slots_warm_again_after_restarts(
 
         # Down long enough for the coordinator to see it: warmed again when back.
         server.stop()
-        await entry.runtime_data.coordinator.async_refresh()
+        await coordinator.async_refresh()
         assert hass.states.get(agent_id(hass)).state == STATE_UNAVAILABLE
         server = start("llama-warm", argv, "http", backend_logs, port=server.port)
-        await entry.runtime_data.coordinator.async_refresh()
+        await coordinator.async_refresh()
         await hass.async_block_till_done(wait_background_tasks=True)
         assert [w["slot"] for w in list(state.warmups)[3:]] == [0, 1]
         assert all(_read_prefix(w) for w in list(state.warmups)[3:])
         assert not _read_prefix(await _chat(hass, state, kitchen))
         assert not _read_prefix(await _chat(hass, state, bedroom))
+    finally:
+        server.stop()
+
+
+async def test_new_process_warmed_at_next_poll(
+    hass: HomeAssistant, backend_logs: Path
+) -> None:
+    """Restarted between two polls, and a poll comes before anyone speaks: /props
+    tells the new process (llama-server's per-start media marker); warmed again."""
+    require(SMOL)
+    home = await async_setup_home(hass)
+    argv = llama_argv(SMOL, ctx=4096, slots=2)
+    server: Backend = start("llama-warm", argv, "http", backend_logs)
+    try:
+        entry = await setup_entry(hass, llama_entry(server.url, OPTIONS))
+        state = entry.runtime_data.slots
+        coordinator = entry.runtime_data.coordinator
+        coordinator.update_interval = timedelta(days=1)
+        await coordinator.async_refresh()  # the same process: nothing to warm
+        await hass.async_block_till_done(wait_background_tasks=True)
+        assert len(state.warmups) == 2
+
+        server.stop()
+        server = start("llama-warm", argv, "http", backend_logs, port=server.port)
+        await coordinator.async_refresh()
+        await hass.async_block_till_done(wait_background_tasks=True)
+        assert [w["slot"] for w in list(state.warmups)[2:]] == [0, 1]
+        assert all(_read_prefix(w) for w in list(state.warmups)[2:])
+        assert not _read_prefix(await _chat(hass, state, home.satellites["kitchen"]))
     finally:
         server.stop()
 

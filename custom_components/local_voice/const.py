@@ -109,3 +109,7 @@ WARM_MIN_PROMPT_TOKENS: Final = 256
 # broken (one alone is a restart, or another client that used the slot).
 CONVERSATION_ROOM_TOKENS: Final = 1024
 CACHE_MISSES_TO_REPORT: Final = 2
+# After a change to what an agent's static prefix is built from (exposed entities,
+# names, areas, tools), wait this long for more before warming: a rename in the UI or
+# an integration loading makes a burst of registry events.
+PREFIX_CHANGE_COOLDOWN_SECONDS: Final = 5

@@ -16,6 +16,7 @@ from homeassistant.helpers.start import async_at_started
 from .const import DOMAIN, SUBENTRY_CONVERSATION
 from .coordinator import LlamaConfigEntry, LlamaServerData
 from .llm_entity import LocalVoiceLLMEntity
+from .prefix_watch import async_watch_prefix
 
 # Requests are limited by the server's slots, not by Home Assistant.
 PARALLEL_UPDATES = 0
@@ -69,9 +70,9 @@ class LocalVoiceConversationEntity(
         """Register as an agent; warm the slots once Home Assistant has started.
 
         Every chat shares this agent's prefix, so the slot manager may warm it (again
-        when the server is back, or after a chat found its slot cold). Waiting for
-        the start lets every integration register its LLM tools, so the warmed
-        prefix is the one chats send.
+        when the server is back, when the prefix changes, or after a chat found its
+        slot cold). Waiting for the start lets every integration register its LLM
+        tools, so the warmed prefix is the one chats send.
         """
         await super().async_added_to_hass()
         conversation.async_set_agent(self.hass, self.coordinator.config_entry, self)
@@ -81,6 +82,9 @@ class LocalVoiceConversationEntity(
             )
         )
         self.async_on_remove(async_at_started(self.hass, self._async_started))
+        self.async_on_remove(
+            async_watch_prefix(self.hass, self.slots, self._async_static_prefix)
+        )
 
     @callback
     def _async_started(self, _hass: HomeAssistant) -> None:

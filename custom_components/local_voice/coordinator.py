@@ -58,7 +58,7 @@ class LlamaServerCoordinator(DataUpdateCoordinator[ServerProps]):
     """Polls llama-server's /props: model, context size, slots, tool support.
 
     It tells the slot manager the slot count, and when the server is back after
-    being unreachable (a restart emptied the slots).
+    being unreachable or has restarted between two polls (a restart empties the slots).
     """
 
     config_entry: LlamaConfigEntry
@@ -99,7 +99,8 @@ class LlamaServerCoordinator(DataUpdateCoordinator[ServerProps]):
                 },
             ) from err
         self.slots.follow(props.total_slots)
-        if not self.last_update_success:
+        restarted = self.data is not None and props.instance != self.data.instance
+        if not self.last_update_success or restarted:
             self.slots.server_back()
         return props
 

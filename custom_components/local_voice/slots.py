@@ -78,6 +78,8 @@ class SlotManager:
         self.held: dict[int, tuple[str, str]] = {}
         #: The slot a warm-up request is being sent to right now.
         self.warming: int | None = None
+        #: The key of the prefix each agent warmed last.
+        self.warmed_keys: dict[str, str] = {}
         self.timings: deque[dict[str, Any]] = deque(maxlen=CHAT_TIMINGS_KEPT)
         self.warmups: deque[dict[str, Any]] = deque(maxlen=CHAT_TIMINGS_KEPT)
         #: Each agent's static prefix in tokens, as its last warm-up read it.
@@ -203,6 +205,17 @@ class SlotManager:
 
     # Warm-ups ------------------------------------------------------------------
 
+    def warm_if_changed(self, prefix: Prefix) -> bool:
+        """Warm the agent's prefix if it is not the one it warmed last; True if so.
+
+        For changes in what the prefix is built from (exposed entities, tools): the
+        slots that hold the old prefix of the agent are warmed, others' never.
+        """
+        if self.warmed_keys.get(prefix.agent) == prefix.key:
+            return False
+        self.warm(prefix.agent, prefix)
+        return True
+
     def warm(self, agent: str, prefix: Prefix | None = None) -> None:
         """Warm the agent's prefix in the background (from its source if not given)."""
         self._schedule(self._async_warm(agent, prefix), f"warm-up of {agent}")
@@ -219,6 +232,7 @@ class SlotManager:
                 return
             if (prefix := await source()) is None:
                 return
+        self.warmed_keys[agent] = prefix.key
         slots = self.claim_cold_slots(agent, prefix.key)
         async with self._one_at_a_time:
             for index, slot in enumerate(slots):

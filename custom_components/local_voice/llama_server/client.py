@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncGenerator, Mapping
 import contextlib
 from dataclasses import dataclass
+import hashlib
 from http import HTTPStatus
 import json
 import logging
@@ -46,6 +47,13 @@ CHAT_PATH = "/v1/chat/completions"
 _CLOCK = "strftime_now"
 
 
+def _fingerprint(marker: Any) -> str:
+    """Return a short hash of a per-process random marker ("" without one)."""
+    if not marker:
+        return ""
+    return hashlib.sha256(str(marker).encode()).hexdigest()[:12]
+
+
 @dataclass(frozen=True, slots=True)
 class ServerProps:
     """What local_voice needs to know of a running llama-server (from /props)."""
@@ -58,6 +66,10 @@ class ServerProps:
     build: str
     #: The chat template writes the current time (so every prompt starts anew).
     template_reads_clock: bool = False
+    #: Tells this server process from the next one, where the server says: a hash
+    #: of the `media_marker` llama-server draws at random when it starts (hashed,
+    #: as the marker guards prompts against injected media).
+    instance: str = ""
 
     @classmethod
     def from_props(cls, props: Mapping[str, Any]) -> ServerProps:
@@ -74,6 +86,7 @@ class ServerProps:
                 supports_vision=bool((props.get("modalities") or {}).get("vision")),
                 build=str(props.get("build_info", "")),
                 template_reads_clock=_CLOCK in str(props.get("chat_template", "")),
+                instance=_fingerprint(props.get("media_marker")),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise NotLlamaServer(f"unexpected /props answer: {err!r}") from err
