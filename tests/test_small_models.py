@@ -216,8 +216,15 @@ async def test_repeated_failing_call_stops_at_once(
     assert result.response.response_type is intent.IntentResponseType.ERROR
 
 
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"name": "Kitchen light"},
+        {"area": "Kitchen", "domain": ["light"]},  # the area is not what was done
+    ],
+)
 async def test_repeated_done_call_ends_with_a_sentence(
-    hass: HomeAssistant, fake: list[FakeLlama]
+    hass: HomeAssistant, fake: list[FakeLlama], arguments: dict[str, Any]
 ) -> None:
     """The model calls again what already worked (real Qwen 0.5B did, ten times).
 
@@ -227,12 +234,10 @@ async def test_repeated_done_call_ends_with_a_sentence(
         hass,
         fake,
         "Turn on the kitchen light",
-        replay(tool_call_events('{"name": "Kitchen light"}')),
+        replay(tool_call_events(json.dumps(arguments))),
     )
     assert len(server.requests) == 2
-    assert _tool_calls(hass, result) == [
-        ("intent__HassTurnOn", {"name": "Kitchen light"}, False)
-    ]
+    assert _tool_calls(hass, result) == [("intent__HassTurnOn", arguments, False)]
     assert speech(result) == "Done: Kitchen light."
     assert result.response.response_type is intent.IntentResponseType.ACTION_DONE
 

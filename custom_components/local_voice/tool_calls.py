@@ -193,12 +193,14 @@ def done_calls(chat_log: conversation.ChatLog) -> dict[str, list[str]]:
 
 
 def _acted_on(data: Any) -> list[str]:
-    """Return the names an intent's response says it acted on."""
+    """Return the entities an intent's response says it acted on (not their area)."""
     success = data.get("data", {}).get("success") if isinstance(data, dict) else None
     return [
         str(target["name"])
         for target in success or ()
-        if isinstance(target, dict) and target.get("name")
+        if isinstance(target, dict)
+        and target.get("type") == "entity"
+        and target.get("name")
     ]
 
 
