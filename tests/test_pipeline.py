@@ -302,7 +302,7 @@ async def test_speech_to_speech_with_local_voice_agent(
     llama_chat_server: Backend,
 ) -> None:
     """STT -> local_voice's own conversation agent on llama-server -> TTS."""
-    stt_id, tts_id, _, tts_entry = engines
+    stt_id, tts_id, asr, tts_entry = engines
     llama = await setup_entry(hass, llama_entry(llama_chat_server.url))
     (agent_id,) = [
         entity.entity_id
@@ -325,3 +325,16 @@ async def test_speech_to_speech_with_local_voice_agent(
     audio = await spoken_audio(hass, events)
     assert len(audio) / SPEECH_FORMAT.bytes_per_second > 0.3
     assert tts_entry.runtime_data.timings[-1]["outcome"] == "done"
+    # Every sensor of the three servers shows a figure of this chat (none unknown).
+    registry = er.async_get(hass)
+    figures = {
+        entity.entity_id: float(state.state)
+        for entry in (asr, llama, tts_entry)
+        for entity in er.async_entries_for_config_entry(registry, entry.entry_id)
+        if entity.domain == "sensor"
+        and (state := hass.states.get(entity.entity_id)) is not None
+    }
+    assert len(figures) == 11
+    for name in ("transcription_time", "time_to_first_audio", "time_to_first_token"):
+        (value,) = [v for entity_id, v in figures.items() if entity_id.endswith(name)]
+        assert value > 0, name
