@@ -48,6 +48,7 @@ from .speech_support import (
     normalize,
     parse_wav,
     read_wav,
+    speech_metadata,
     token_deltas,
 )
 
@@ -177,14 +178,8 @@ async def run_pipeline(
             event_callback=lambda event: events.setdefault(event.type, []).append(
                 event
             ),
-            stt_metadata=stt.SpeechMetadata(
-                language="",  # the pipeline's STT language is used
-                format=stt.AudioFormats.WAV,
-                codec=stt.AudioCodecs.PCM,
-                bit_rate=stt.AudioBitRates.BITRATE_16,
-                sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
-                channel=stt.AudioChannels.CHANNEL_MONO,
-            ),
+            # No language: the pipeline's STT language is used.
+            stt_metadata=speech_metadata(""),
             stt_stream=chunked(audio, 1024),
             pipeline_id=pipeline_id,
             tts_audio_output={tts.ATTR_PREFERRED_FORMAT: "wav"},
@@ -278,15 +273,7 @@ async def test_speech_starts_before_the_agent_finishes(
     assert isinstance(asr_entity, stt.SpeechToTextEntity)
     async with asyncio.timeout(120):
         result = await asr_entity.async_process_audio_stream(
-            stt.SpeechMetadata(
-                language="en",
-                format=stt.AudioFormats.WAV,
-                codec=stt.AudioCodecs.PCM,
-                bit_rate=stt.AudioBitRates.BITRATE_16,
-                sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
-                channel=stt.AudioChannels.CHANNEL_MONO,
-            ),
-            chunked(audio),
+            speech_metadata(), chunked(audio)
         )
     assert_heard(
         result.text,

@@ -29,7 +29,7 @@ from homeassistant.helpers import device_registry as dr, entity_registry as er
 from .backends import Backend
 from .common import llama_entry, setup_entry, wyoming_entry
 from .conversation_support import async_setup_home, converse
-from .speech_support import KITCHEN_WAV, chunked, read_wav
+from .speech_support import KITCHEN_WAV, chunked, read_wav, speech_metadata
 
 OPTIONS = {CONF_TEMPERATURE: 0.0, CONF_MAX_TOKENS: 32}
 
@@ -158,15 +158,9 @@ async def test_speech_sensors(
     engine = hass.data[stt.DATA_COMPONENT].get_entity("stt.whisper_cpp")
     assert isinstance(engine, stt.SpeechToTextEntity)
     _, pcm = read_wav(KITCHEN_WAV)
-    metadata = stt.SpeechMetadata(
-        language="en",
-        format=stt.AudioFormats.WAV,
-        codec=stt.AudioCodecs.PCM,
-        bit_rate=stt.AudioBitRates.BITRATE_16,
-        sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
-        channel=stt.AudioChannels.CHANNEL_MONO,
+    result = await engine.internal_async_process_audio_stream(
+        speech_metadata(), chunked(pcm)
     )
-    result = await engine.internal_async_process_audio_stream(metadata, chunked(pcm))
     assert result.text
     current = hass.states.get(stt_time)
     assert current is not None

@@ -31,6 +31,7 @@ from homeassistant.helpers.update_coordinator import (
 from .const import CONF_SERVICE, SERVICE_ASR
 from .coordinator import LlamaServerData, LocalVoiceConfigEntry, WyomingData
 from .entity import llama_server_device, wyoming_device
+from .llama_server.client import ServerProps
 
 # Entities are only added and written from the event loop.
 PARALLEL_UPDATES = 0
@@ -100,6 +101,18 @@ def _chat(key: str, **kwargs: Any) -> LocalVoiceSensorDescription[LlamaServerDat
     )
 
 
+def _setting(
+    key: str, value_fn: Callable[[ServerProps], int]
+) -> LocalVoiceSensorDescription[LlamaServerData]:
+    """Describe a sensor of how the server was started (from its /props)."""
+    return LocalVoiceSensorDescription[LlamaServerData](
+        key=key,
+        translation_key=key,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda data: value_fn(data.coordinator.data),
+    )
+
+
 LLAMA_SENSORS: tuple[LocalVoiceSensorDescription[LlamaServerData], ...] = (
     _chat("prompt_tokens", value_fn=_last_chat("prompt_n")),
     _chat("cached_tokens", value_fn=_last_chat("cache_n")),
@@ -127,18 +140,8 @@ LLAMA_SENSORS: tuple[LocalVoiceSensorDescription[LlamaServerData], ...] = (
         value_fn=_last_chat("predicted_per_second"),
     ),
     _chat("slots_in_use", value_fn=_slots_in_use),
-    LocalVoiceSensorDescription[LlamaServerData](
-        key="context_per_slot",
-        translation_key="context_per_slot",
-        entity_category=EntityCategory.DIAGNOSTIC,
-        value_fn=lambda data: data.coordinator.data.n_ctx,
-    ),
-    LocalVoiceSensorDescription[LlamaServerData](
-        key="slots",
-        translation_key="slots",
-        entity_category=EntityCategory.DIAGNOSTIC,
-        value_fn=lambda data: data.coordinator.data.total_slots,
-    ),
+    _setting("context_per_slot", lambda props: props.n_ctx),
+    _setting("slots", lambda props: props.total_slots),
 )
 
 
