@@ -33,6 +33,7 @@ from wyoming.info import (
 )
 
 from custom_components.local_voice.wyoming_client.audio import AudioFormat, PcmConverter
+from homeassistant.components import stt
 
 AUDIO_DIR = Path(__file__).parent / "fixtures" / "audio"
 KITCHEN_WAV = AUDIO_DIR / "turn_on_kitchen_light.wav"
@@ -72,6 +73,18 @@ def parse_wav(data: bytes) -> tuple[AudioFormat, bytes]:
 def convert(pcm: bytes, source: AudioFormat, target: AudioFormat) -> bytes:
     """Convert PCM between formats."""
     return PcmConverter(source, target).convert(pcm)
+
+
+def speech_metadata(language: str = "en") -> stt.SpeechMetadata:
+    """Metadata of 16 kHz 16-bit mono PCM WAV speech, as a satellite sends it."""
+    return stt.SpeechMetadata(
+        language=language,
+        format=stt.AudioFormats.WAV,
+        codec=stt.AudioCodecs.PCM,
+        bit_rate=stt.AudioBitRates.BITRATE_16,
+        sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
+        channel=stt.AudioChannels.CHANNEL_MONO,
+    )
 
 
 def normalize(text: str) -> str:

@@ -69,15 +69,16 @@ async def test_wyoming_setup_unload(
     title: str,
     entity_id: str,
 ) -> None:
-    """A Wyoming entry loads its one platform, named as the server, and unloads."""
+    """A Wyoming entry loads its platform and a sensor, named as the server."""
     server: Backend = request.getfixturevalue(fixture)
     entry = await setup_entry(hass, wyoming_entry(service, server.port, title=title))
     assert entry.state is ConfigEntryState.LOADED
     domain = entity_id.split(".", maxsplit=1)[0]
     states = _states(hass, entry.entry_id)
-    assert list(states) == [domain]
+    assert sorted(states) == sorted([domain, "sensor"])
     registered = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
-    assert [entity.entity_id for entity in registered] == [entity_id]
+    assert entity_id in [entity.entity_id for entity in registered]
+    assert len(registered) == 2
     assert states[domain] != STATE_UNAVAILABLE
     assert await hass.config_entries.async_unload(entry.entry_id)
     assert entry.state is ConfigEntryState.NOT_LOADED
@@ -90,7 +91,7 @@ async def test_llama_setup_unload(
     entry = await setup_entry(hass, llama_entry(llama_tools_server.url))
     assert entry.state is ConfigEntryState.LOADED
     states = _states(hass, entry.entry_id)
-    assert sorted(states) == ["ai_task", "conversation"]
+    assert sorted(states) == ["ai_task", "conversation", "sensor"]
     assert STATE_UNAVAILABLE not in states.values()
     assert await hass.config_entries.async_unload(entry.entry_id)
     assert entry.state is ConfigEntryState.NOT_LOADED

@@ -15,6 +15,7 @@ from packaging.requirements import Requirement
 
 from custom_components.local_voice.config_flow import NO_SERVICE_ERROR
 from custom_components.local_voice.const import SERVICE_ASR, SERVICE_LLAMA, SERVICE_TTS
+from custom_components.local_voice.sensor import ASR_SENSORS, LLAMA_SENSORS, TTS_SENSORS
 from homeassistant.const import __version__ as HA_VERSION
 
 COMPONENT = Path(__file__).resolve().parent.parent / "custom_components" / "local_voice"
@@ -71,6 +72,14 @@ def test_translations_match_strings() -> None:
     """translations/en.json is the copy of strings.json Home Assistant reads."""
     strings = _load(COMPONENT / "strings.json")
     assert _load(COMPONENT / "translations" / "en.json") == strings
+
+
+def test_every_sensor_has_a_name() -> None:
+    """Each sensor's name is translated, and nothing else is in `entity.sensor`."""
+    names = _load(COMPONENT / "strings.json")["entity"]["sensor"]
+    descriptions = [*LLAMA_SENSORS, *ASR_SENSORS, *TTS_SENSORS]
+    assert [d.translation_key for d in descriptions] == list(names)
+    assert all(name["name"] for name in names.values())
 
 
 def _literals(source: str, pattern: str) -> set[str]:

@@ -48,6 +48,7 @@ from .speech_support import (
     normalize,
     parse_wav,
     read_wav,
+    speech_metadata,
     token_deltas,
 )
 
@@ -177,14 +178,8 @@ async def run_pipeline(
             event_callback=lambda event: events.setdefault(event.type, []).append(
                 event
             ),
-            stt_metadata=stt.SpeechMetadata(
-                language="",  # the pipeline's STT language is used
-                format=stt.AudioFormats.WAV,
-                codec=stt.AudioCodecs.PCM,
-                bit_rate=stt.AudioBitRates.BITRATE_16,
-                sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
-                channel=stt.AudioChannels.CHANNEL_MONO,
-            ),
+            # No language: the pipeline's STT language is used.
+            stt_metadata=speech_metadata(""),
             stt_stream=chunked(audio, 1024),
             pipeline_id=pipeline_id,
             tts_audio_output={tts.ATTR_PREFERRED_FORMAT: "wav"},
@@ -278,15 +273,7 @@ async def test_speech_starts_before_the_agent_finishes(
     assert isinstance(asr_entity, stt.SpeechToTextEntity)
     async with asyncio.timeout(120):
         result = await asr_entity.async_process_audio_stream(
-            stt.SpeechMetadata(
-                language="en",
-                format=stt.AudioFormats.WAV,
-                codec=stt.AudioCodecs.PCM,
-                bit_rate=stt.AudioBitRates.BITRATE_16,
-                sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
-                channel=stt.AudioChannels.CHANNEL_MONO,
-            ),
-            chunked(audio),
+            speech_metadata(), chunked(audio)
         )
     assert_heard(
         result.text,
@@ -302,7 +289,7 @@ async def test_speech_to_speech_with_local_voice_agent(
     llama_chat_server: Backend,
 ) -> None:
     """STT -> local_voice's own conversation agent on llama-server -> TTS."""
-    stt_id, tts_id, _, tts_entry = engines
+    stt_id, tts_id, asr, tts_entry = engines
     llama = await setup_entry(hass, llama_entry(llama_chat_server.url))
     (agent_id,) = [
         entity.entity_id
@@ -325,3 +312,16 @@ async def test_speech_to_speech_with_local_voice_agent(
     audio = await spoken_audio(hass, events)
     assert len(audio) / SPEECH_FORMAT.bytes_per_second > 0.3
     assert tts_entry.runtime_data.timings[-1]["outcome"] == "done"
+    # Every sensor of the three servers shows a figure of this chat (none unknown).
+    registry = er.async_get(hass)
+    figures = {
+        entity.entity_id: float(state.state)
+        for entry in (asr, llama, tts_entry)
+        for entity in er.async_entries_for_config_entry(registry, entry.entry_id)
+        if entity.domain == "sensor"
+        and (state := hass.states.get(entity.entity_id)) is not None
+    }
+    assert len(figures) == 11
+    for name in ("transcription_time", "time_to_first_audio", "time_to_first_token"):
+        (value,) = [v for entity_id, v in figures.items() if entity_id.endswith(name)]
+        assert value > 0, name

@@ -7,6 +7,7 @@ from typing import Any
 
 from homeassistant.const import CONF_API_KEY, CONF_HOST, CONF_PORT, CONF_URL, Platform
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
 from .const import CONF_SERVICE, DOMAIN, SERVICE_ASR, SERVICE_LLAMA, SERVICE_TTS
@@ -17,6 +18,7 @@ from .coordinator import (
     WyomingCoordinator,
     WyomingData,
 )
+from .entity import llama_server_device
 from .llama_server.client import LlamaServerClient
 from .llama_server.url import strip_user_info
 from .server_issues import ServerIssues
@@ -24,9 +26,9 @@ from .slots import SlotManager
 from .wyoming_client.server import WyomingServer
 
 PLATFORMS_BY_SERVICE: dict[str, list[Platform]] = {
-    SERVICE_LLAMA: [Platform.AI_TASK, Platform.CONVERSATION],
-    SERVICE_ASR: [Platform.STT],
-    SERVICE_TTS: [Platform.TTS],
+    SERVICE_LLAMA: [Platform.AI_TASK, Platform.CONVERSATION, Platform.SENSOR],
+    SERVICE_ASR: [Platform.SENSOR, Platform.STT],
+    SERVICE_TTS: [Platform.SENSOR, Platform.TTS],
 }
 
 
@@ -45,6 +47,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: LocalVoiceConfigEntry) -
         slots = SlotManager(client, schedule)
         coordinator = LlamaServerCoordinator(hass, entry, client, slots)
         await coordinator.async_config_entry_first_refresh()
+        # Before the platforms: the agents' devices name it as their via device.
+        dr.async_get(hass).async_get_or_create(
+            config_entry_id=entry.entry_id,
+            **llama_server_device(entry, coordinator.data),
+        )
         entry.runtime_data = LlamaServerData(client, coordinator, slots)
         issues = ServerIssues(hass, coordinator, slots)
         entry.async_on_unload(issues.async_clear)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from homeassistant.config_entries import ConfigSubentry
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntry, ConfigSubentry
 from homeassistant.core import callback
-from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
+from homeassistant.helpers.device_registry import (
+    DeviceEntryType,
+    DeviceInfo,
+    async_get_device_id_by_identifier,
+)
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from .const import DOMAIN
@@ -14,6 +20,28 @@ from .coordinator import (
     WyomingCoordinator,
     WyomingData,
 )
+from .llama_server.client import ServerProps
+
+
+def llama_server_device(entry: ConfigEntry[Any], props: ServerProps) -> DeviceInfo:
+    """Describe the server's own device: its sensors; the agents' devices run on it."""
+    return DeviceInfo(
+        identifiers={(DOMAIN, entry.entry_id)},
+        name=entry.title,
+        manufacturer="llama.cpp",
+        model=props.model,
+        sw_version=props.build,
+        entry_type=DeviceEntryType.SERVICE,
+    )
+
+
+def wyoming_device(entry: ConfigEntry[Any]) -> DeviceInfo:
+    """Describe a Wyoming server's device, named as the server (the entry's title)."""
+    return DeviceInfo(
+        identifiers={(DOMAIN, entry.entry_id)},
+        name=entry.title,
+        entry_type=DeviceEntryType.SERVICE,
+    )
 
 
 class LlamaServerEntity(CoordinatorEntity[LlamaServerCoordinator]):
@@ -23,8 +51,12 @@ class LlamaServerEntity(CoordinatorEntity[LlamaServerCoordinator]):
     _attr_name = None
 
     def __init__(self, data: LlamaServerData, subentry: ConfigSubentry) -> None:
-        """Give each subentry its own service device, as core LLM integrations do."""
+        """Give each subentry its own service device, as core LLM integrations do.
+
+        It runs on the server's device (registered at set-up), which has the sensors.
+        """
         super().__init__(data.coordinator)
+        entry = data.coordinator.config_entry
         self.client = data.client
         self.slots = data.slots
         self.subentry = subentry
@@ -36,6 +68,11 @@ class LlamaServerEntity(CoordinatorEntity[LlamaServerCoordinator]):
             model=data.coordinator.data.model,
             sw_version=data.coordinator.data.build,
             entry_type=DeviceEntryType.SERVICE,
+            via_device_id=async_get_device_id_by_identifier(
+                self.coordinator.hass,
+                (DOMAIN, entry.entry_id),
+                config_entry_id=entry.entry_id,
+            ),
         )
 
 
@@ -55,11 +92,7 @@ class WyomingEntity(CoordinatorEntity[WyomingCoordinator]):
         self.timings = data.timings
         entry = data.coordinator.config_entry
         self._attr_unique_id = f"{entry.entry_id}-{service}"
-        self._attr_device_info = DeviceInfo(
-            identifiers={(DOMAIN, entry.entry_id)},
-            name=entry.title,
-            entry_type=DeviceEntryType.SERVICE,
-        )
+        self._attr_device_info = wyoming_device(entry)
 
     @callback
     def _update_from_info(self) -> None:

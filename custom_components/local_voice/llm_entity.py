@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
+import time
 from typing import Any, cast
 
 import probatio
@@ -249,9 +250,8 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
                     # Same messages and tools: the prompt prefix stays identical.
                     payload = {**payload, "tool_choice": "none"}
                 stream = self.client.async_stream_chat(payload)
-                first = await anext(stream)
                 error, finish_reason = await self._async_stream_into_log(
-                    chat_log, stream, first, parts, slot, raw=raw, failed=failed
+                    chat_log, stream, parts, slot, raw=raw, failed=failed
                 )
             except ContextOverflow as err:
                 if drop < len(history()) - 1:
@@ -310,20 +310,22 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
         self,
         chat_log: conversation.ChatLog,
         stream: AsyncGenerator[dict[str, Any]],
-        first: dict[str, Any],
         parts: PromptParts,
         slot: int,
         *,
         raw: bool = False,
         failed: dict[str, str] | None = None,
     ) -> tuple[TurnError | None, str | None]:
-        """Stream one answer into the chat log.
+        """Send the request (the first chunk), then stream its answer into the log.
 
         `raw`: the answer is the model's raw text (tool_choice "none"); it is held
         back and read for a tool call. `failed`: the calls of the last round that
         failed; the model repeating one ends the turn. Return the error that cut
         the answer short (if any) and the finish reason.
         """
+        sent = time.monotonic()
+        first = await anext(stream)  # after the prompt and the first token
+        first_token_ms = round((time.monotonic() - sent) * 1000, 1)
         transformer = DeltaTransformer()
         failure: list[TurnError] = []
         held: list[str] = []
@@ -352,7 +354,9 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
                     self._prefix(parts),
                     transformer.result.timings,
                     transformer.result.finish_reason,
+                    first_token_ms,
                 )
+                self.coordinator.async_update_listeners()  # the sensors
             for delta in released(transformer.finish()):
                 yield delta
             calls = transformer.tool_calls()

@@ -30,7 +30,15 @@ from .llama_server.errors import ContextOverflow, LlamaServerError
 _LOGGER = logging.getLogger(__name__)
 
 # The llama-server timings kept per request (prompt_n, cache_n, ...).
-REQUEST_TIMINGS = ("prompt_n", "cache_n", "prompt_ms", "predicted_n", "predicted_ms")
+REQUEST_TIMINGS = (
+    "prompt_n",
+    "cache_n",
+    "prompt_ms",
+    "prompt_per_second",
+    "predicted_n",
+    "predicted_ms",
+    "predicted_per_second",
+)
 WARM_UP_TIMINGS = ("prompt_n", "cache_n", "prompt_ms")
 
 
@@ -141,8 +149,13 @@ class SlotManager:
         prefix: Prefix,
         timings: Mapping[str, Any],
         finish_reason: str | None,
+        first_token_ms: float | None = None,
     ) -> None:
-        """Keep a chat's timings; warm the agent's other slots if it was cold."""
+        """Keep a chat's timings; warm the agent's other slots if it was cold.
+
+        `first_token_ms`: from sending the request to its first streamed chunk, as
+        the agent measured it (the server's timings leave out queueing and HTTP).
+        """
         if not timings:
             return
         if self._note(slot, prefix.agent, prefix.key, timings) and (
@@ -156,6 +169,7 @@ class SlotManager:
                 "slot": slot,
                 "finish_reason": finish_reason,
                 **{key: timings[key] for key in REQUEST_TIMINGS if key in timings},
+                "first_token_ms": first_token_ms,
             }
         )
         self._changed()

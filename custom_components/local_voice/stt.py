@@ -169,7 +169,7 @@ class LocalVoiceSpeechToText(WyomingEntity, stt.SpeechToTextEntity):
     def _record(
         self, started: float, result: Transcription | None, outcome: str
     ) -> None:
-        """Keep this request's stage timings for diagnostics."""
+        """Keep this request's stage timings for diagnostics and the sensors."""
         timing: dict[str, object] = {
             "kind": "stt",
             "outcome": outcome,
@@ -179,3 +179,4 @@ class LocalVoiceSpeechToText(WyomingEntity, stt.SpeechToTextEntity):
             timing["stt_seconds"] = round(result.stt_seconds, 3)
             timing["audio_seconds"] = round(result.audio_seconds, 3)
         self.timings.append(timing)
+        self.coordinator.async_update_listeners()  # the sensors

@@ -218,7 +218,7 @@ class LocalVoiceTextToSpeech(WyomingEntity, tts.TextToSpeechEntity):
         return SynthesizeVoice(name=name, speaker=speaker)
 
     def _end(self, synthesis: Synthesis) -> None:
-        """Forget the synthesis; keep its stage timings for diagnostics."""
+        """Forget the synthesis; keep its stage timings (diagnostics, sensors)."""
         if synthesis not in self._running:
             return
         self._running.discard(synthesis)
@@ -230,6 +230,7 @@ class LocalVoiceTextToSpeech(WyomingEntity, tts.TextToSpeechEntity):
                 **synthesis.stats.as_dict(),
             }
         )
+        self.coordinator.async_update_listeners()  # the sensors
 
     async def _failed(self, err: WyomingError) -> HomeAssistantError:
         """Log, mark the server down if it is unreachable, and explain."""
