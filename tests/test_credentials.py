@@ -60,7 +60,7 @@ async def test_password_in_url_never_shows(
     try:
         entry = await setup_entry(hass, llama_entry(url, CHAT))
         assert entry.state is ConfigEntryState.LOADED
-        assert SECRET in entry.unique_id  # as entries were made before
+        assert SECRET not in entry.unique_id  # migrated to 1.2 at set-up
         diagnostics = await async_get_config_entry_diagnostics(hass, entry)
         assert diagnostics["entry"]["data"]["url"] == fake.url
         assert diagnostics["entry"]["unique_id"] == fake.url
