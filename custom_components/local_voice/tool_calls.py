@@ -6,7 +6,8 @@ against the tool's own parameter schema: an optional argument the schema rejects
 failing the call. A call whose arguments cannot be read is answered with a tool
 result that tells the model why, so it can try again. After a round, the calls that
 failed are kept: the model repeating one exactly ends the turn, and a named target
-that was not found because of guessed narrowing is called once more by name.
+that was not found because of guessed narrowing is called once more by name. A round
+that only repeats calls already done this turn ends it with a sentence saying so.
 """
 
 from __future__ import annotations
