@@ -45,6 +45,14 @@ HEALTHY = ServerState(
     misses=None,
     addon=False,
 )
+# Every problem at once: no tool support, a big prefix, 3 conversations, 2 misses.
+BROKEN = replace(
+    HEALTHY,
+    props=replace(PROPS, supports_tools=False),
+    prefix_tokens=3500,
+    conversations=3,
+    misses=CacheMisses(2, 2100, 4, 3456.0),
+)
 
 
 @pytest.fixture(autouse=True)
@@ -65,17 +73,10 @@ def test_healthy_server_has_no_problem() -> None:
 
 def test_each_problem_and_its_wording() -> None:
     """Every kind, worded for llama-server's flags or for the add-on's options."""
-    broken = replace(
-        HEALTHY,
-        props=replace(PROPS, supports_tools=False),
-        prefix_tokens=3500,
-        conversations=3,
-        misses=CacheMisses(2, 2100, 4, 3456.0),
-    )
-    assert [p.kind for p in find_problems(broken)] == list(KINDS)
-    assert _kinds(broken) == list(KINDS)
-    assert _kinds(replace(broken, addon=True)) == [f"{kind}_addon" for kind in KINDS]
-    numbers = {p.kind: p.placeholders for p in find_problems(broken)}
+    assert [p.kind for p in find_problems(BROKEN)] == list(KINDS)
+    assert _kinds(BROKEN) == list(KINDS)
+    assert _kinds(replace(BROKEN, addon=True)) == [f"{kind}_addon" for kind in KINDS]
+    numbers = {p.kind: p.placeholders for p in find_problems(BROKEN)}
     assert numbers["context_too_small"] == {
         "prefix": "3500",
         "room": "1024",
@@ -93,7 +94,7 @@ def test_each_problem_and_its_wording() -> None:
     }
     assert numbers["slots_shared"]["context"] == "12288"
     # The template writes the time: that cause is named, whoever runs the server.
-    clock = replace(broken, props=replace(broken.props, template_reads_clock=True))
+    clock = replace(BROKEN, props=replace(BROKEN.props, template_reads_clock=True))
     assert "cache_not_reused_clock" in _kinds(replace(clock, addon=True))
 
 
@@ -104,17 +105,10 @@ def test_every_wording_has_its_text() -> None:
             Path(__file__).parent.parent / "custom_components/local_voice/strings.json"
         ).read_text()
     )["issues"]
-    broken = replace(
-        HEALTHY,
-        props=replace(PROPS, supports_tools=False),
-        prefix_tokens=3500,
-        conversations=3,
-        misses=CacheMisses(2, 2100, 4, 3456.0),
-    )
-    clock = replace(broken, props=replace(broken.props, template_reads_clock=True))
+    clock = replace(BROKEN, props=replace(BROKEN.props, template_reads_clock=True))
     problems = [
-        *find_problems(broken),
-        *find_problems(replace(broken, addon=True)),
+        *find_problems(BROKEN),
+        *find_problems(replace(BROKEN, addon=True)),
         *find_problems(clock),
     ]
     assert {p.translation_key for p in problems} == set(strings)
