@@ -19,7 +19,13 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.local_voice import stt as lv_stt
-from custom_components.local_voice.const import DOMAIN, SERVICE_ASR, SERVICE_TTS
+from custom_components.local_voice.const import (
+    CONF_MAX_TOKENS,
+    CONF_TEMPERATURE,
+    DOMAIN,
+    SERVICE_ASR,
+    SERVICE_TTS,
+)
 from custom_components.local_voice.wyoming_client.audio import SPEECH_FORMAT
 from homeassistant.components import conversation, stt, tts
 from homeassistant.components.assist_pipeline import (
@@ -290,7 +296,14 @@ async def test_speech_to_speech_with_local_voice_agent(
 ) -> None:
     """STT -> local_voice's own conversation agent on llama-server -> TTS."""
     stt_id, tts_id, asr, tts_entry = engines
-    llama = await setup_entry(hass, llama_entry(llama_chat_server.url))
+    # SmolLM2 at its default temperature can ramble to 1,024 tokens, which took
+    # over two minutes on a slow CI machine; a short answer is all this checks.
+    llama = await setup_entry(
+        hass,
+        llama_entry(
+            llama_chat_server.url, {CONF_TEMPERATURE: 0.0, CONF_MAX_TOKENS: 64}
+        ),
+    )
     (agent_id,) = [
         entity.entity_id
         for entity in er.async_entries_for_config_entry(
