@@ -23,6 +23,7 @@ from custom_components.local_voice.llama_server.reasoning import ThinkSplitter
 from custom_components.local_voice.llama_server.sse import iter_chat_chunks
 from custom_components.local_voice.llama_server.tool_arguments import (
     ToolArgumentsError,
+    drop_copied_enums,
     drop_unknown_arguments,
     parse_tool_arguments,
     resolve_tool_name,
@@ -136,6 +137,35 @@ def test_tool_names_and_unknown_arguments() -> None:
     }
     open_schema = {**schema, "additionalProperties": True}
     assert drop_unknown_arguments({"x": 1}, open_schema) == {"x": 1}
+
+
+CLASSES = {"type": "array", "items": {"type": "string", "enum": ["door", "tv", "gas"]}}
+
+
+@pytest.mark.parametrize(
+    ("args", "kept"),
+    [
+        # The whole enum (in any order, with an extra class) narrows nothing: dropped.
+        (
+            {"area": "Kitchen", "device_class": ["tv", "gas", "door"]},
+            {"area": "Kitchen"},
+        ),
+        ({"device_class": ["light", "door", "tv", "gas"]}, {}),
+        # A choice is kept, as is anything that is not a list of strings.
+        ({"area": "Kitchen", "device_class": ["tv", "gas"]}, None),
+        ({"device_class": "door"}, None),
+        ({"device_class": ["door", "tv", 3]}, None),
+    ],
+)
+def test_copied_enums_are_dropped(
+    args: dict[str, Any], kept: dict[str, Any] | None
+) -> None:
+    """A list argument naming every value of its enum is dropped (Qwen 0.5B's)."""
+    schema = {"type": "object", "properties": {"area": {}, "device_class": CLASSES}}
+    assert drop_copied_enums(args, schema) == (args if kept is None else kept)
+    # A required argument is never dropped, whatever it holds.
+    required = {**schema, "required": ["device_class"]}
+    assert drop_copied_enums(args, required) == args
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """Small models' tool calls: unparsable ones recovered, bad optional arguments
-dropped, a named target called again without guessed narrowing, a repeated failing
+and copied enums dropped, a named target called again without guessed narrowing, a repeated failing
 call stopped at once, a repeated call that is done answered with a sentence.
 
 The loopback fake replays the recorded Qwen tool call and answer with the parts each
@@ -157,6 +157,35 @@ async def test_optional_argument_outside_the_schema_is_dropped(
         ("intent__HassTurnOn", {"name": "Kitchen light"}, False)
     ]
     assert "dropped optional arguments its schema rejects" in caplog.text
+    assert speech(result) == "Done."
+
+
+# Qwen 0.5B's real call in the dev home (kitchen_light.py): every class HassTurnOn
+# offers, none of them a light's.
+EVERY_CLASS = [
+    *("awning", "blind", "curtain", "damper", "door", "garage", "gas", "gate"),
+    *("identify", "outlet", "projector", "receiver", "restart", "shade", "shutter"),
+    *("speaker", "switch", "tv", "update", "water", "window"),
+]
+
+
+async def test_whole_enum_copied_is_dropped(
+    hass: HomeAssistant, fake: list[FakeLlama], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A `device_class` listing every class narrows nothing: it is left out."""
+    caplog.set_level("DEBUG", "custom_components.local_voice")
+    arguments = json.dumps({"area": "Kitchen", "device_class": EVERY_CLASS})
+    result, _ = await _chat(
+        hass,
+        fake,
+        "Turn on the kitchen light",
+        replay(tool_call_events(arguments)),
+        replay(answer_events("Done.")),
+    )
+    assert _tool_calls(hass, result) == [
+        ("intent__HassTurnOn", {"area": "Kitchen"}, False)
+    ]
+    assert "dropped arguments that list their whole enum" in caplog.text
     assert speech(result) == "Done."
 
 

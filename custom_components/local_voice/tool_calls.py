@@ -3,11 +3,12 @@
 Arguments are parsed and repaired (llama_server/tool_arguments.py), then checked
 against the tool's own parameter schema: an optional argument the schema rejects
 (a small model's `device_class: light` for HassTurnOn) is dropped rather than
-failing the call. A call whose arguments cannot be read is answered with a tool
-result that tells the model why, so it can try again. After a round, the calls that
-failed are kept: the model repeating one exactly ends the turn, and a named target
-that was not found because of guessed narrowing is called once more by name. A round
-that only repeats calls already done this turn ends it with a sentence saying so.
+failing the call, and so is a list argument that copies its whole enum. A call
+whose arguments cannot be read is answered with a tool result that tells the model
+why, so it can try again. After a round, the calls that failed are kept: the model
+repeating one exactly ends the turn, and a named target that was not found because
+of guessed narrowing is called once more by name. A round that only repeats calls
+already done this turn ends it with a sentence saying so.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .const import LOGGER
 from .llama_server.deltas import ToolCallBuilder
 from .llama_server.tool_arguments import (
     ToolArgumentsError,
+    drop_copied_enums,
     drop_unknown_arguments,
     parse_tool_arguments,
     resolve_tool_name,
@@ -111,13 +113,18 @@ def tool_call_deltas(
         call_id = call.id or ulid_util.ulid_now()
         raw = call.parsed if call.parsed is not None else call.arguments
         problem: Exception
+        schema = parts.tool_parameters(name)
         try:
-            args = drop_unknown_arguments(
-                parse_tool_arguments(raw), parts.tool_parameters(name)
-            )
+            parsed = drop_unknown_arguments(parse_tool_arguments(raw), schema)
         except ToolArgumentsError as err:
             problem = err
         else:
+            if copied := parsed.keys() - (args := drop_copied_enums(parsed, schema)):
+                LOGGER.debug(
+                    "Tool call %s: dropped arguments that list their whole enum: %s",
+                    name,
+                    sorted(copied),
+                )
             if llm_api is not None:
                 args = fit_to_schema(name, args, tools.get(name))
                 inputs.append(llm.ToolInput(name, args, id=call_id))

@@ -139,6 +139,36 @@ def drop_unknown_arguments(
     return {key: value for key, value in args.items() if key in properties}
 
 
+def drop_copied_enums(
+    args: dict[str, Any], parameters: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Drop optional list arguments that name every value their schema allows.
+
+    Qwen 0.5B, asked for the kitchen light, sometimes sends HassTurnOn the whole
+    `device_class` enum copied from the schema. Such a filter chooses nothing, yet
+    it excludes everything without a class (every light), so the call finds nothing.
+    """
+    properties = parameters.get("properties") if parameters else None
+    if not isinstance(properties, Mapping):
+        return args
+    required = set(parameters.get("required") or ()) if parameters else set()
+
+    def copies_enum(key: str, value: Any) -> bool:
+        spec = properties.get(key)
+        items = spec.get("items") if isinstance(spec, Mapping) else None
+        enum = items.get("enum") if isinstance(items, Mapping) else None
+        return (
+            key not in required
+            and isinstance(enum, list)
+            and len(enum) > 1
+            and isinstance(value, list)
+            and all(isinstance(item, str) for item in value)
+            and set(map(str, enum)) <= set(value)
+        )
+
+    return {key: value for key, value in args.items() if not copies_enum(key, value)}
+
+
 def resolve_tool_name(name: str, tool_names: set[str]) -> str:
     """Map a tool name the model shortened (no `domain__` prefix) to the real one."""
     if name in tool_names or not name:
