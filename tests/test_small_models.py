@@ -1,6 +1,7 @@
-"""Small models' tool calls: unparsable ones recovered, bad optional arguments
-and copied enums dropped, a named target called again without guessed narrowing, a repeated failing
-call stopped at once, a repeated call that is done answered with a sentence.
+"""Small models' tool calls: unparsable ones recovered, bad optional arguments and
+copied enums dropped, a named target called again without guessed narrowing, a
+repeated failing call stopped at once, a repeated call that is done answered with a
+sentence.
 
 The loopback fake replays the recorded Qwen tool call and answer with the parts each
 test states changed; what llama-server says when its tool parser gives up is its
