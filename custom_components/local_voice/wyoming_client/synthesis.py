@@ -9,8 +9,9 @@ synthesize request per sentence, for servers that cannot stream text) or
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 import contextlib
+from functools import partial
 import time
 from typing import Any
 
@@ -176,45 +177,23 @@ class Synthesis:
 
     async def _stream(self) -> AsyncGenerator[AudioChunk]:
         sent: list[str] = []
-        voice = self.voice
-        while True:
-            connection = await self._connect()
-            writer = self._spawn(
-                self._write_stream(connection, voice, sent), "tts write"
-            )
-            got_audio = False
-            try:
-                async with contextlib.aclosing(
-                    self._read_audio(connection, writer, stream=True)
-                ) as chunks:
-                    async for chunk in chunks:
-                        got_audio = True
-                        yield chunk
-            except ServerErrorEvent as err:
-                self._fall_back_to_default_voice(err, voice, got_audio)
-                voice = None
-            else:
-                return
-            finally:
-                writer.cancel()
-                await self._drop(connection)
+        async for chunk in self._with_voice_fallback(partial(self._stream_once, sent)):
+            yield chunk
 
-    def _fall_back_to_default_voice(
-        self, err: ServerErrorEvent, voice: SynthesizeVoice | None, got_audio: bool
-    ) -> None:
-        """Re-raise the error, unless it refused the chosen voice before any audio.
-
-        Then the caller retries with the server's default voice (a voice the server
-        lists but cannot load, as Piper does for voices it would download).
-        """
-        if got_audio or voice is None:
-            raise err
-        LOGGER.warning(
-            "%s; speaking with the server's default voice instead of %s",
-            err,
-            voice.name,
-        )
-        self.stats.voice_fallback = True
+    async def _stream_once(
+        self, sent: list[str], voice: SynthesizeVoice | None
+    ) -> AsyncGenerator[AudioChunk]:
+        connection = await self._connect()
+        writer = self._spawn(self._write_stream(connection, voice, sent), "tts write")
+        try:
+            async with contextlib.aclosing(
+                self._read_audio(connection, writer, stream=True)
+            ) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            writer.cancel()
+            await self._drop(connection)
 
     async def _write_stream(
         self, connection: Connection, voice: SynthesizeVoice | None, sent: list[str]
@@ -235,27 +214,55 @@ class Synthesis:
     # Server side: one request per piece ------------------------------------------
 
     async def _requests(self) -> AsyncGenerator[AudioChunk]:
-        voice = self.voice
         while (sentence := await self._wait(self._pieces.get())) is not None:
-            while True:
-                connection = await self._connect()
-                got_audio = False
-                try:
-                    await connection.write(
-                        Synthesize(text=sentence, voice=voice).event()
-                    )
-                    async with contextlib.aclosing(
-                        self._read_audio(connection, None, stream=False)
-                    ) as chunks:
-                        async for chunk in chunks:
-                            got_audio = True
-                            yield chunk
-                    break
-                except ServerErrorEvent as err:
-                    self._fall_back_to_default_voice(err, voice, got_audio)
-                    voice = None
-                finally:
-                    await self._drop(connection)
+            async for chunk in self._with_voice_fallback(
+                partial(self._request_once, sentence)
+            ):
+                yield chunk
+
+    async def _request_once(
+        self, sentence: str, voice: SynthesizeVoice | None
+    ) -> AsyncGenerator[AudioChunk]:
+        connection = await self._connect()
+        try:
+            await connection.write(Synthesize(text=sentence, voice=voice).event())
+            async with contextlib.aclosing(
+                self._read_audio(connection, None, stream=False)
+            ) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            await self._drop(connection)
+
+    async def _with_voice_fallback(
+        self,
+        attempt: Callable[[SynthesizeVoice | None], AsyncGenerator[AudioChunk]],
+    ) -> AsyncGenerator[AudioChunk]:
+        """Yield an attempt's audio; retry once with the server's default voice.
+
+        Only an error before any audio, with a voice chosen, is retried: a voice the
+        server lists but cannot load, as Piper does for voices it would download.
+        From then on this synthesis keeps the default voice.
+        """
+        while True:
+            got_audio = False
+            try:
+                async with contextlib.aclosing(attempt(self.voice)) as chunks:
+                    async for chunk in chunks:
+                        got_audio = True
+                        yield chunk
+            except ServerErrorEvent as err:
+                if got_audio or self.voice is None:
+                    raise
+                LOGGER.warning(
+                    "%s; speaking with the server's default voice instead of %s",
+                    err,
+                    self.voice.name,
+                )
+                self.stats.voice_fallback = True
+                self.voice = None
+            else:
+                return
 
     # Shared plumbing ----------------------------------------------------------
 
