@@ -380,10 +380,8 @@ async def run(order: str, server_url: str, plan: list[Chat]) -> list[WarmUp]:
                 timings = {"prompt_n": record["prompt_n"], "cache_n": record["cache_n"]}
                 warm_ups.append(WarmUp(when, record["slot"], timings))
                 print(
-                    f"  {order:<11} {'warm-up':<9} {when:<12}"
-                    f" evaluated {timings['prompt_n']:>5}"
-                    f"  cached {timings['cache_n']:>5}"
-                    f"  (slot {record['slot']})",
+                    progress_line(order, "warm-up", when, timings)
+                    + f"  (slot {record['slot']})",
                     flush=True,
                 )
             chats = exchanges[: len(exchanges) - len(new)]
@@ -400,9 +398,7 @@ async def run(order: str, server_url: str, plan: list[Chat]) -> list[WarmUp]:
             assert timings is not None, f"{order}: no request for {chat}"
             chat.timings[order] = timings
             print(
-                f"  {order:<11} {chat.phase:<9} {chat.source:<12}"
-                f" evaluated {chat.timings[order]['prompt_n']:>5}"
-                f"  cached {chat.timings[order]['cache_n']:>5}",
+                progress_line(order, chat.phase, chat.source, chat.timings[order]),
                 flush=True,
             )
         await hass.config_entries.async_unload(entry.entry_id)
@@ -416,6 +412,14 @@ def make_plan(chats: int, seed: int) -> list[Chat]:
     plan = [Chat("first", source, next(texts)) for source in SOURCES]
     plan += [Chat("later", rng.choice(SOURCES), next(texts)) for _ in range(chats)]
     return plan
+
+
+def progress_line(order: str, label: str, what: str, timings: dict[str, int]) -> str:
+    """One request's line while a benchmark runs: its tokens evaluated and cached."""
+    return (
+        f"  {order:<11} {label:<9} {what:<12}"
+        f" evaluated {timings['prompt_n']:>5}  cached {timings['cache_n']:>5}"
+    )
 
 
 def main() -> None:

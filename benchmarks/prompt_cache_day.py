@@ -37,6 +37,7 @@ from prompt_cache import (
     agent_entry,
     conversation_agent,
     home_assistant,
+    progress_line,
     response_timings,
     send_chat,
     setup_home,
@@ -189,9 +190,7 @@ async def run_day(
                     day.notes.append(f"{order}: chat #{number}: {len(own)} requests")
                 chat.timings[order] = own[0].timings
                 print(
-                    f"  {order:<11} #{number:<3} {chat.source:<12}"
-                    f" evaluated {own[0].timings['prompt_n']:>5}"
-                    f"  cached {own[0].timings['cache_n']:>5}",
+                    progress_line(order, f"#{number}", chat.source, own[0].timings),
                     flush=True,
                 )
             await hass.config_entries.async_unload(entry.entry_id)
@@ -210,8 +209,7 @@ def _collect(day: Day, proxy: RecordingProxy, seen: int, when: str) -> int:
         day.requests.append(Request(when, warm_up, span, response_timings(answer)))
         if warm_up:
             print(
-                f"  {'':<11} warm-up {when:<13}"
-                f" evaluated {day.requests[-1].timings['prompt_n']:>5}",
+                progress_line("", "warm-up", when, day.requests[-1].timings),
                 flush=True,
             )
     return len(proxy.exchanges)
