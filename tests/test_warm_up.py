@@ -7,8 +7,13 @@ coordinator (server down, then back) or from a chat that found its slot cold.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.local_voice.const import CONF_MAX_TOKENS, CONF_TEMPERATURE
 from custom_components.local_voice.slots import SlotManager
@@ -19,6 +24,7 @@ from .backends import SMOL, Backend, llama_argv, require, start
 from .common import llama_entry, setup_entry
 from .conversation_support import (
     FakeLlama,
+    Home,
     agent_id,
     async_setup_home,
     converse,
@@ -53,83 +59,106 @@ def _read_prefix(timings: dict) -> bool:
     return bool(timings["prompt_n"] > 500)
 
 
-async def test_slots_warm_again_after_restarts(
-    hass: HomeAssistant, backend_logs: Path
-) -> None:
-    """At start, after an unnoticed restart and after a noticed one."""
+@dataclass
+class WarmServer:
+    """SmolLM2 llama-server processes of the test's own, and the entry on them."""
+
+    home: Home
+    entry: MockConfigEntry
+    argv: list[str]
+    logs: Path
+    processes: list[Backend]
+
+    def stop(self) -> None:
+        """Stop the server: its slots are gone."""
+        self.processes[-1].stop()
+
+    def start_again(self) -> None:
+        """Start a new process on the same port: the slots are empty."""
+        port = self.processes[-1].port
+        self.processes.append(
+            start("llama-warm", self.argv, "http", self.logs, port=port)
+        )
+
+    def restart(self) -> None:
+        """Stop and start again, between two polls."""
+        self.stop()
+        self.start_again()
+
+
+@pytest.fixture
+async def warm(hass: HomeAssistant, backend_logs: Path) -> AsyncIterator[WarmServer]:
+    """The entry on a fresh server, polled when the test says so, not every 30 s."""
     require(SMOL)
     home = await async_setup_home(hass)
-    kitchen, bedroom = home.satellites["kitchen"], home.satellites["bedroom"]
     argv = llama_argv(SMOL, ctx=4096, slots=2)
-    server: Backend = start("llama-warm", argv, "http", backend_logs)
+    processes = [start("llama-warm", argv, "http", backend_logs)]
     try:
-        entry = await setup_entry(hass, llama_entry(server.url, OPTIONS))
-        state = entry.runtime_data.slots
-        # The server is polled when this test says so, not every 30 s.
-        coordinator = entry.runtime_data.coordinator
-        coordinator.update_interval = timedelta(days=1)
-        await coordinator.async_refresh()
-        # At start: both slots of the fresh server read the prefix once.
-        assert [w["slot"] for w in state.warmups] == [0, 1]
-        assert all(_read_prefix(w) for w in state.warmups)
-        kitchen_chat = await _chat(hass, state, kitchen)
-        bedroom_chat = await _chat(hass, state, bedroom)
-        assert {state.pinned[(s, d)] for (s, d) in state.pinned} == {0, 1}
-        assert not _read_prefix(kitchen_chat)
-        assert not _read_prefix(bedroom_chat)
-
-        # Restarted between two polls: the kitchen's chat finds its slot cold and
-        # pays; the bedroom's slot is warmed behind it, before the bedroom speaks.
-        server.stop()
-        server = start("llama-warm", argv, "http", backend_logs, port=server.port)
-        assert _read_prefix(await _chat(hass, state, kitchen))
-        await hass.async_block_till_done(wait_background_tasks=True)
-        assert len(state.warmups) == 3
-        assert _read_prefix(state.warmups[-1])
-        assert not _read_prefix(await _chat(hass, state, bedroom))
-
-        # Down long enough for the coordinator to see it: warmed again when back.
-        server.stop()
-        await coordinator.async_refresh()
-        assert hass.states.get(agent_id(hass)).state == STATE_UNAVAILABLE
-        server = start("llama-warm", argv, "http", backend_logs, port=server.port)
-        await coordinator.async_refresh()
-        await hass.async_block_till_done(wait_background_tasks=True)
-        assert [w["slot"] for w in list(state.warmups)[3:]] == [0, 1]
-        assert all(_read_prefix(w) for w in list(state.warmups)[3:])
-        assert not _read_prefix(await _chat(hass, state, kitchen))
-        assert not _read_prefix(await _chat(hass, state, bedroom))
+        entry = await setup_entry(hass, llama_entry(processes[0].url, OPTIONS))
+        entry.runtime_data.coordinator.update_interval = timedelta(days=1)
+        yield WarmServer(home, entry, argv, backend_logs, processes)
     finally:
-        server.stop()
+        for process in processes:
+            process.stop()
+
+
+async def test_slots_warm_again_after_restarts(
+    hass: HomeAssistant, warm: WarmServer
+) -> None:
+    """At start, after an unnoticed restart and after a noticed one."""
+    kitchen = warm.home.satellites["kitchen"]
+    bedroom = warm.home.satellites["bedroom"]
+    state = warm.entry.runtime_data.slots
+    coordinator = warm.entry.runtime_data.coordinator
+    await coordinator.async_refresh()
+    # At start: both slots of the fresh server read the prefix once.
+    assert [w["slot"] for w in state.warmups] == [0, 1]
+    assert all(_read_prefix(w) for w in state.warmups)
+    kitchen_chat = await _chat(hass, state, kitchen)
+    bedroom_chat = await _chat(hass, state, bedroom)
+    assert {state.pinned[(s, d)] for (s, d) in state.pinned} == {0, 1}
+    assert not _read_prefix(kitchen_chat)
+    assert not _read_prefix(bedroom_chat)
+
+    # Restarted between two polls: the kitchen's chat finds its slot cold and
+    # pays; the bedroom's slot is warmed behind it, before the bedroom speaks.
+    warm.restart()
+    assert _read_prefix(await _chat(hass, state, kitchen))
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert len(state.warmups) == 3
+    assert _read_prefix(state.warmups[-1])
+    assert not _read_prefix(await _chat(hass, state, bedroom))
+
+    # Down long enough for the coordinator to see it: warmed again when back.
+    warm.stop()
+    await coordinator.async_refresh()
+    assert hass.states.get(agent_id(hass)).state == STATE_UNAVAILABLE
+    warm.start_again()
+    await coordinator.async_refresh()
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert [w["slot"] for w in list(state.warmups)[3:]] == [0, 1]
+    assert all(_read_prefix(w) for w in list(state.warmups)[3:])
+    assert not _read_prefix(await _chat(hass, state, kitchen))
+    assert not _read_prefix(await _chat(hass, state, bedroom))
 
 
 async def test_new_process_warmed_at_next_poll(
-    hass: HomeAssistant, backend_logs: Path
+    hass: HomeAssistant, warm: WarmServer
 ) -> None:
     """Restarted between two polls, and a poll comes before anyone speaks: /props
     tells the new process (llama-server's per-start media marker); warmed again."""
-    require(SMOL)
-    home = await async_setup_home(hass)
-    argv = llama_argv(SMOL, ctx=4096, slots=2)
-    server: Backend = start("llama-warm", argv, "http", backend_logs)
-    try:
-        entry = await setup_entry(hass, llama_entry(server.url, OPTIONS))
-        state = entry.runtime_data.slots
-        coordinator = entry.runtime_data.coordinator
-        coordinator.update_interval = timedelta(days=1)
-        await coordinator.async_refresh()  # the same process: nothing to warm
-        await hass.async_block_till_done(wait_background_tasks=True)
-        assert len(state.warmups) == 2
+    state = warm.entry.runtime_data.slots
+    coordinator = warm.entry.runtime_data.coordinator
+    await coordinator.async_refresh()  # the same process: nothing to warm
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert len(state.warmups) == 2
 
-        server.stop()
-        server = start("llama-warm", argv, "http", backend_logs, port=server.port)
-        await coordinator.async_refresh()
-        await hass.async_block_till_done(wait_background_tasks=True)
-        assert [w["slot"] for w in list(state.warmups)[2:]] == [0, 1]
-        assert all(_read_prefix(w) for w in list(state.warmups)[2:])
-        assert not _read_prefix(await _chat(hass, state, home.satellites["kitchen"]))
-    finally:
-        server.stop()
+    warm.restart()
+    await coordinator.async_refresh()
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert [w["slot"] for w in list(state.warmups)[2:]] == [0, 1]
+    assert all(_read_prefix(w) for w in list(state.warmups)[2:])
+    assert not _read_prefix(await _chat(hass, state, warm.home.satellites["kitchen"]))
 
 
 async def test_failed_warm_up_costs_nothing(hass: HomeAssistant) -> None:
