@@ -232,3 +232,33 @@ def test_tool_call_deltas_accumulate_by_index() -> None:
     ]
     assert transformer.result.finish_reason == "tool_calls"
     assert transformer.result.timings == {"cache_n": 5}
+
+
+@pytest.mark.parametrize(
+    ("pieces", "call", "streamed", "at_finish"),
+    [
+        # Qwen 0.5B's fence before a call llama-server parsed: never content.
+        (["```json\n"], True, [], []),
+        (["<tool_call>", "\n"], True, [], []),
+        # Prose is released as soon as it shows, with the opening held so far.
+        (["\n", "Sure", ", done."], False, ["\nSure", ", done."], []),
+        (["Turning it on."], True, ["Turning it on."], []),
+        # Markup without a call is the answer itself: released at the end.
+        (["```", "text```"], False, [], ["```text```"]),
+    ],
+)
+def test_markup_before_a_call_is_held(
+    pieces: list[str], call: bool, streamed: list[str], at_finish: list[str]
+) -> None:
+    """An opening that may be markup waits for prose; dropped if calls came."""
+    transformer = DeltaTransformer()
+
+    def chunk(delta: dict[str, Any]) -> dict[str, Any]:
+        return {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+
+    out = [d for piece in pieces for d in transformer.feed(chunk({"content": piece}))]
+    if call:
+        function = {"name": "HassTurnOn", "arguments": "{}"}
+        transformer.feed(chunk({"tool_calls": [{"index": 0, "function": function}]}))
+    assert out == [{"content": text} for text in streamed]
+    assert transformer.finish() == [{"content": text} for text in at_finish]

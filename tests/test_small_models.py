@@ -272,6 +272,30 @@ async def test_repeated_done_call_ends_with_a_sentence(
     assert result.response.response_type is intent.IntentResponseType.ACTION_DONE
 
 
+async def test_fence_before_a_repeated_call_is_not_said(
+    hass: HomeAssistant, fake: list[FakeLlama]
+) -> None:
+    """Qwen 0.5B wrote "```json" before repeating the call (dev home, 1 of 10).
+
+    That opening once went into the answer, and its open fence hid the sentence
+    after it from speech; now only the sentence is the answer.
+    """
+    call = tool_call_events('{"name": "Kitchen light"}')
+    fence = {"choices": [{"index": 0, "delta": {"content": "```json\n"}}]}
+    fenced = [call[0], f"data: {json.dumps(fence)}\n\n".encode(), *call[1:]]
+    result, server = await _chat(
+        hass, fake, "Turn on the kitchen light", replay(call), replay(fenced)
+    )
+    assert len(server.requests) == 2
+    assert speech(result) == "Done: Kitchen light."
+    log = chat_log_of(hass, result.conversation_id)
+    assert not any(
+        "```" in (c.content or "")
+        for c in log.content
+        if isinstance(c, conversation.AssistantContent)
+    )
+
+
 async def test_changed_call_after_a_failure_runs(
     hass: HomeAssistant, fake: list[FakeLlama]
 ) -> None:

@@ -12,6 +12,10 @@ from typing import Any
 
 from .reasoning import ThinkSplitter
 
+# An answer that opens with one of these may be markup around a tool call (Qwen 0.5B
+# writes "```json" before calls llama-server parses): held until it turns to prose.
+_MARKUP_OPENERS = "`{[<"
+
 
 @dataclass
 class ToolCallBuilder:
@@ -34,7 +38,9 @@ class StreamResult:
 class DeltaTransformer:
     """Turn chat-completion chunks into Home Assistant delta dicts.
 
-    Content deltas are released as they arrive (so TTS can start early); reasoning
+    Content deltas are released as they arrive (so TTS can start early), except an
+    opening that may be markup: it is held until prose follows, and dropped at the
+    end if the answer was tool calls (never spoken, never in the log). Reasoning
     (`reasoning_content`, `reasoning`, or inline `<think>`) becomes `thinking_content`;
     tool-call fragments are accumulated by index and released once the choice
     finishes (the agent reads their arguments with tool_arguments.py).
@@ -45,6 +51,7 @@ class DeltaTransformer:
         self.result = StreamResult()
         self._think = ThinkSplitter()
         self._calls: dict[int, ToolCallBuilder] = {}
+        self._opening: str | None = ""  # None once the content is known to be prose
 
     def feed(self, chunk: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Return the deltas a chunk produces (possibly none)."""
@@ -81,6 +88,12 @@ class DeltaTransformer:
         out: list[dict[str, Any]] = []
         if thinking:
             out.append({"thinking_content": thinking})
+        if text and self._opening is not None:
+            self._opening += text
+            start = self._opening.lstrip()[:1]
+            if not start or start in _MARKUP_OPENERS:
+                return out
+            text, self._opening = self._opening, None
         if text:
             out.append({"content": text})
         return out
@@ -102,8 +115,16 @@ class DeltaTransformer:
             call.arguments += str(arguments)
 
     def finish(self) -> list[dict[str, Any]]:
-        """Release held-back content; return the deltas for it."""
-        return self._released(*self._think.flush())
+        """Release held-back content; return the deltas for it.
+
+        A held opening is dropped when the answer made tool calls (markup around
+        them), and released otherwise (the answer itself, for the agent to judge).
+        """
+        out = self._released(*self._think.flush())
+        opening, self._opening = self._opening, None
+        if opening and not self._calls:
+            out.append({"content": opening})
+        return out
 
     def tool_calls(self) -> list[ToolCallBuilder]:
         """Return the assembled tool calls, in index order."""
