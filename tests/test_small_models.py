@@ -277,8 +277,8 @@ async def test_fence_before_a_repeated_call_is_not_said(
 ) -> None:
     """Qwen 0.5B wrote "```json" before repeating the call (dev home, 1 of 10).
 
-    That opening once went into the answer, and its open fence hid the sentence
-    after it from speech; now only the sentence is the answer.
+    That opening once went into the answer, where its open fence would hide the
+    sentence after it from the TTS filter; now only the sentence is the answer.
     """
     call = tool_call_events('{"name": "Kitchen light"}')
     fence = {"choices": [{"index": 0, "delta": {"content": "```json\n"}}]}
