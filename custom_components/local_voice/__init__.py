@@ -56,7 +56,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: LocalVoiceConfigEntry) -
         issues = ServerIssues(hass, coordinator, slots)
         entry.async_on_unload(issues.async_clear)
         entry.async_on_unload(coordinator.async_add_listener(issues.async_check))
-        entry.async_on_unload(slots.add_listener(issues.async_check))
+        # Each chat and warm-up reaches the coordinator's listeners: sensors, issues.
+        entry.async_on_unload(slots.add_listener(coordinator.async_update_listeners))
         issues.async_check()
     else:
         server = WyomingServer(entry.data[CONF_HOST], entry.data[CONF_PORT])

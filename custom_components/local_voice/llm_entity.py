@@ -356,7 +356,6 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
                     transformer.result.finish_reason,
                     first_token_ms,
                 )
-                self.coordinator.async_update_listeners()  # the sensors
             for delta in released(transformer.finish()):
                 yield delta
             calls = transformer.tool_calls()

@@ -1,8 +1,8 @@
 """Sensors: how fast the servers answered, updated after each request.
 
-Home Assistant graphs them and keeps their statistics. They are not polled: the
-code that records a request's timings (the agent, the STT and TTS entities) tells
-the entry's coordinator, whose listeners these are. A sensor whose server has not
+Home Assistant graphs them and keeps their statistics. They are not polled: what
+records a request's timings (llama-server's slot manager, the STT and TTS entities)
+tells the entry's coordinator, whose listeners these are. A sensor whose server has not
 answered a request since Home Assistant started is unknown.
 """
 
