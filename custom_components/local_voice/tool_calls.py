@@ -259,12 +259,7 @@ def narrowed_retry(chat_log: conversation.ChatLog) -> llm.ToolInput | None:
                 return renamed
             if "name" not in call.tool_args:
                 continue
-            kept = {
-                key: value
-                for key, value in call.tool_args.items()
-                if key not in NARROWING_ARGUMENTS
-            }
-            if kept != call.tool_args:
+            if (kept := _without_narrowing(call.tool_args)) != call.tool_args:
                 return llm.ToolInput(call.tool_name, kept, id=ulid_util.ulid_now())
         elif isinstance(content, conversation.AssistantContent) and content.tool_calls:
             break
@@ -282,10 +277,16 @@ def _area_as_name(hass: HomeAssistant, call: llm.ToolInput) -> llm.ToolInput | N
         return None
     if ar.async_get(hass).async_get_area_by_name(area) is not None:
         return None
-    kept = {k: v for k, v in args.items() if k not in NARROWING_ARGUMENTS}
     return llm.ToolInput(
-        call.tool_name, {**kept, "name": area}, id=ulid_util.ulid_now()
+        call.tool_name,
+        {**_without_narrowing(args), "name": area},
+        id=ulid_util.ulid_now(),
     )
+
+
+def _without_narrowing(args: dict[str, Any]) -> dict[str, Any]:
+    """Return the arguments without those that only narrow the target."""
+    return {k: v for k, v in args.items() if k not in NARROWING_ARGUMENTS}
 
 
 def _call_of(chat_log: conversation.ChatLog, call_id: str) -> llm.ToolInput | None:
