@@ -20,6 +20,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.local_voice.const import (
+    CONF_ACTION_ENDS_TURN,
     CONF_MAX_HISTORY,
     CONF_MAX_TOKENS,
     CONF_TEMPERATURE,
@@ -326,7 +327,9 @@ async def test_tool_call_arguments(
         replay(tool_call_events(arguments)),
         replay(sse_events("answer.sse")),
     )
-    await setup_entry(hass, llama_entry(server.url, {CONF_TEMPERATURE: 0.0}))
+    # A second round after the action: the model reads the tool's result.
+    options = {CONF_TEMPERATURE: 0.0, CONF_ACTION_ENDS_TURN: False}
+    await setup_entry(hass, llama_entry(server.url, options))
     result = await converse(hass, "Turn on the kitchen light")
 
     log = chat_log_of(hass, result.conversation_id)

@@ -16,7 +16,10 @@ from typing import Any
 import probatio
 import pytest
 
-from custom_components.local_voice.const import CONF_TEMPERATURE
+from custom_components.local_voice.const import (
+    CONF_ACTION_ENDS_TURN,
+    CONF_TEMPERATURE,
+)
 from custom_components.local_voice.tool_calls import fit_to_schema
 from homeassistant.components import conversation
 from homeassistant.core import HomeAssistant
@@ -51,12 +54,17 @@ PARSER_IN_STREAM = [
 
 
 async def _chat(
-    hass: HomeAssistant, fakes: list[FakeLlama], text: str, *answers: Handler
+    hass: HomeAssistant,
+    fakes: list[FakeLlama],
+    text: str,
+    *answers: Handler,
+    options: dict[str, Any] | None = None,
 ) -> tuple[conversation.ConversationResult, FakeLlama]:
     await async_setup_home(hass)
     server = await FakeLlama(hass, list(answers)).start()
     fakes.append(server)
-    await setup_entry(hass, llama_entry(server.url, {CONF_TEMPERATURE: 0.0}))
+    entry = llama_entry(server.url, {CONF_TEMPERATURE: 0.0, **(options or {})})
+    await setup_entry(hass, entry)
     return await converse(hass, text), server
 
 
@@ -99,19 +107,17 @@ async def test_unparsable_tool_call_is_read_from_the_raw_text(
         "Turn on the kitchen light",
         refusal,
         replay(answer_events(raw)),
-        replay(answer_events("The kitchen light is on.")),
     )
-    assert speech(result) == "The kitchen light is on."
+    # The action is done: its result is the answer, without another round.
+    assert speech(result) == "Done: Kitchen light."
     assert _tool_calls(hass, result) == [
         ("intent__HassTurnOn", {"name": "Kitchen light"}, False)
     ]
-    first, retry, after = server.requests
+    first, retry = server.requests
     assert "tool_choice" not in first
     assert retry["tool_choice"] == "none"
     # Same messages and tools: the prompt prefix (and the slot's cache) holds.
     assert {k: v for k, v in retry.items() if k != "tool_choice"} == first
-    assert "tool_choice" not in after
-    assert after["messages"][-1]["role"] == "tool"
 
 
 @pytest.mark.parametrize(
@@ -152,13 +158,12 @@ async def test_optional_argument_outside_the_schema_is_dropped(
         fake,
         "Turn on the kitchen light",
         replay(tool_call_events('{"name": "Kitchen light", "device_class": "light"}')),
-        replay(answer_events("Done.")),
     )
     assert _tool_calls(hass, result) == [
         ("intent__HassTurnOn", {"name": "Kitchen light"}, False)
     ]
     assert "dropped optional arguments its schema rejects" in caplog.text
-    assert speech(result) == "Done."
+    assert speech(result) == "Done: Kitchen light."
 
 
 # Qwen 0.5B's real call in the dev home (kitchen_light.py): every class HassTurnOn
@@ -179,15 +184,14 @@ async def test_whole_enum_copied_is_dropped(
     result, _ = await _chat(
         hass,
         fake,
-        "Turn on the kitchen light",
+        "Turn on the kitchen",
         replay(tool_call_events(arguments)),
-        replay(answer_events("Done.")),
     )
     assert _tool_calls(hass, result) == [
         ("intent__HassTurnOn", {"area": "Kitchen"}, False)
     ]
     assert "dropped arguments that list their whole enum" in caplog.text
-    assert speech(result) == "Done."
+    assert speech(result) == "Done: Kitchen light, Coffee machine."
 
 
 class _Timer(llm.Tool):
@@ -227,22 +231,20 @@ def test_required_arguments_are_never_invented(
     assert fit_to_schema("HassStartTimer", args, _Timer()) == sent
 
 
-async def test_repeated_failing_call_stops_at_once(
+async def test_target_not_exposed_is_said_in_one_sentence(
     hass: HomeAssistant, fake: list[FakeLlama]
 ) -> None:
-    """The model repeats a call that just failed: stop, say why, don't loop."""
+    """Nothing exposed is called that: one short sentence, one round, no loop."""
     result, server = await _chat(
         hass,
         fake,
         "Turn on the garage door",
         replay(tool_call_events('{"name": "Garage door"}')),
     )
-    assert len(server.requests) == 2
+    assert len(server.requests) == 1
     calls = _tool_calls(hass, result)
     assert calls == [("intent__HassTurnOn", {"name": "Garage door"}, True)]
-    said = speech(result)
-    assert said.startswith("I stopped because HassTurnOn failed again"), said
-    assert "Garage door" in said  # the tool's own reason
+    assert speech(result) == "I couldn't find garage door."
     assert result.response.response_type is intent.IntentResponseType.ERROR
 
 
@@ -258,16 +260,21 @@ async def test_repeated_done_call_ends_with_a_sentence(
 ) -> None:
     """The model calls again what already worked (real Qwen 0.5B did, ten times).
 
-    The call is not made twice; the turn ends with a sentence saying it is done.
+    With a second round after actions (`action_ends_turn` off), the call is not
+    made twice; the turn ends with a sentence saying it is done.
     """
     result, server = await _chat(
         hass,
         fake,
-        "Turn on the kitchen light",
+        "Turn on the kitchen light, please",
         replay(tool_call_events(json.dumps(arguments))),
+        options={CONF_ACTION_ENDS_TURN: False},
     )
     assert len(server.requests) == 2
-    assert _tool_calls(hass, result) == [("intent__HassTurnOn", arguments, False)]
+    # What the user named exactly is the target, whatever the model narrowed.
+    assert _tool_calls(hass, result) == [
+        ("intent__HassTurnOn", {"name": "Kitchen light"}, False)
+    ]
     assert speech(result) == "Done: Kitchen light."
     assert result.response.response_type is intent.IntentResponseType.ACTION_DONE
 
@@ -284,7 +291,12 @@ async def test_fence_before_a_repeated_call_is_not_said(
     fence = {"choices": [{"index": 0, "delta": {"content": "```json\n"}}]}
     fenced = [call[0], f"data: {json.dumps(fence)}\n\n".encode(), *call[1:]]
     result, server = await _chat(
-        hass, fake, "Turn on the kitchen light", replay(call), replay(fenced)
+        hass,
+        fake,
+        "Turn on the kitchen light",
+        replay(call),
+        replay(fenced),
+        options={CONF_ACTION_ENDS_TURN: False},
     )
     assert len(server.requests) == 2
     assert speech(result) == "Done: Kitchen light."
@@ -296,63 +308,51 @@ async def test_fence_before_a_repeated_call_is_not_said(
     )
 
 
-async def test_changed_call_after_a_failure_runs(
-    hass: HomeAssistant, fake: list[FakeLlama]
-) -> None:
-    """A call that differs from the failed one is not a repeat: it runs."""
-    result, server = await _chat(
-        hass,
-        fake,
-        "Turn on the kitchen light",
-        replay(tool_call_events('{"name": "Garage door"}')),
-        replay(tool_call_events('{"name": "Kitchen light"}')),
-        replay(answer_events("The kitchen light is on.")),
-    )
-    assert len(server.requests) == 3
-    assert [failed for *_, failed in _tool_calls(hass, result)] == [True, False]
-    assert speech(result) == "The kitchen light is on."
-
-
 @pytest.mark.parametrize(
-    ("arguments", "calls"),
+    ("said", "arguments", "calls"),
     [
         pytest.param(  # a named target not found in a guessed area: by name again
+            "Turn on the kitchen light",
             {"name": "Kitchen light", "area": "Bedroom", "domain": ["light"]},
-            [{"name": "Kitchen light"}],
-            id="guessed-narrowing",
+            [
+                ({"name": "Kitchen light", "area": "Bedroom", "domain": ["light"]}, 1),
+                ({"name": "Kitchen light"}, 0),
+            ],
+            id="guessed-area",
         ),
-        pytest.param(  # without a name, dropping the area would widen the call
-            {"area": "Bedroom", "domain": ["switch"]},
-            [],
-            id="unnamed-not-widened",
+        pytest.param(  # a name cut short: the user's words pick the target first
+            "Turn on the coffee",
+            {"name": "coffee"},
+            [({"name": "Coffee machine"}, 0)],
+            id="shortened-name",
         ),
-        pytest.param(  # real Qwen 0.5B: no area has that name, so it is the name
-            {"area": "Kitchen light", "domain": "light"},
-            [{"name": "Kitchen light"}],
+        pytest.param(  # real Qwen 0.5B: the device's name as its area
+            "Switch on the thing that makes the coffee",
+            {"area": "Coffee machine", "domain": "switch"},
+            [
+                ({"area": "Coffee machine", "domain": "switch"}, 1),
+                ({"name": "Coffee machine"}, 0),
+            ],
             id="area-is-the-name",
         ),
     ],
 )
-async def test_failed_target_called_again(
+async def test_target_is_grounded_in_the_home(
     hass: HomeAssistant,
     fake: list[FakeLlama],
+    said: str,
     arguments: dict[str, Any],
-    calls: list[dict[str, Any]],
+    calls: list[tuple[dict[str, Any], int]],
 ) -> None:
-    """A call whose target was not found is made once more only when that is clear."""
+    """The user's words, else the model's, pick an exposed target: in one round."""
     result, server = await _chat(
-        hass,
-        fake,
-        "Turn on the kitchen light",
-        replay(tool_call_events(json.dumps(arguments))),
-        replay(answer_events("Done.")),
+        hass, fake, said, replay(tool_call_events(json.dumps(arguments)))
     )
     assert _tool_calls(hass, result) == [
-        ("intent__HassTurnOn", arguments, True),
-        *(("intent__HassTurnOn", again, False) for again in calls),
+        ("intent__HassTurnOn", args, bool(failed)) for args, failed in calls
     ]
-    assert len(server.requests) == 2
-    assert speech(result) == "Done."
+    assert len(server.requests) == 1
+    assert speech(result) == f"Done: {calls[-1][0]['name']}."
 
 
 async def test_null_words_are_left_out(

@@ -118,11 +118,12 @@ class LocalVoiceConversationEntity(
             return err.as_conversation_result()
 
         error = await self._async_handle_chat_log(
-            chat_log, llm_context, options.get(CONF_PROMPT)
+            chat_log, llm_context, options.get(CONF_PROMPT), voice_turn=True
         )
         if error is not None:
-            await self._async_say(
-                chat_log, await self.async_error_text(error, user_input.language)
+            text = await self.async_error_text(error, user_input.language)
+            await self.async_add_deltas(
+                chat_log, {"role": "assistant", "content": text}
             )
         result = conversation.async_get_result_from_chat_log(user_input, chat_log)
         if error is not None:

@@ -6,9 +6,9 @@ against the tool's own parameter schema: an optional argument the schema rejects
 failing the call, and so is a list argument that copies its whole enum. A call
 whose arguments cannot be read is answered with a tool result that tells the model
 why, so it can try again. After a round, the calls that failed are kept: the model
-repeating one exactly ends the turn, and a named target that was not found because
-of guessed narrowing is called once more by name. A round that only repeats calls
-already done this turn ends it with a sentence saying so.
+repeating one exactly ends the turn (a target that was not found is grounded
+first: turn_guards.py). A round that only repeats calls already done this turn
+ends it with a sentence saying so.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from typing import Any
 import probatio
 
 from homeassistant.components import conversation
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers import area_registry as ar, llm
+from homeassistant.helpers import llm
 from homeassistant.util import ulid as ulid_util
 
 from .const import LOGGER
@@ -231,69 +230,3 @@ def repeated_success(
         for name in done[_call_key(call)] or [call.tool_name.rsplit("__", 1)[-1]]
     )
     return AgentError("llm_tool_done", targets=", ".join(names))
-
-
-# Arguments of Home Assistant's intents that only narrow which entity a name means;
-# small models add guessed ones ("area": "Kitchen" for a light in no area).
-NARROWING_ARGUMENTS = frozenset(("area", "floor", "domain", "device_class"))
-# Tool errors that say the target was not found or the slots were refused.
-_TARGET_ERRORS = frozenset(("MatchFailedError", "InvalidSlotInfo"))
-
-
-def narrowed_retry(chat_log: conversation.ChatLog) -> llm.ToolInput | None:
-    """Return a failed call of the newest round again without guessed narrowing.
-
-    Only a call that names its target, failed to find it or had its slots
-    refused, and carried narrowing arguments; nothing is added, except that an
-    `area` no area is called becomes the `name` it was meant to be.
-    """
-    for content in reversed(chat_log.content):
-        if isinstance(content, conversation.ToolResultContent):
-            data = content.result.data if content.result.error else None
-            if not isinstance(data, dict) or data.get("error") not in _TARGET_ERRORS:
-                continue
-            call = _call_of(chat_log, content.tool_call_id)
-            if call is None or call.external:
-                continue
-            if renamed := _area_as_name(chat_log.hass, call):
-                return renamed
-            if "name" not in call.tool_args:
-                continue
-            if (kept := _without_narrowing(call.tool_args)) != call.tool_args:
-                return llm.ToolInput(call.tool_name, kept, id=ulid_util.ulid_now())
-        elif isinstance(content, conversation.AssistantContent) and content.tool_calls:
-            break
-    return None
-
-
-def _area_as_name(hass: HomeAssistant, call: llm.ToolInput) -> llm.ToolInput | None:
-    """Return the call with its `area` as `name` when no area has that name.
-
-    Small models put a device's name in `area` ("area": "Kitchen light").
-    """
-    args = call.tool_args
-    area = args.get("area")
-    if "name" in args or not isinstance(area, str):
-        return None
-    if ar.async_get(hass).async_get_area_by_name(area) is not None:
-        return None
-    return llm.ToolInput(
-        call.tool_name,
-        {**_without_narrowing(args), "name": area},
-        id=ulid_util.ulid_now(),
-    )
-
-
-def _without_narrowing(args: dict[str, Any]) -> dict[str, Any]:
-    """Return the arguments without those that only narrow the target."""
-    return {k: v for k, v in args.items() if k not in NARROWING_ARGUMENTS}
-
-
-def _call_of(chat_log: conversation.ChatLog, call_id: str) -> llm.ToolInput | None:
-    """Return the newest tool call with this id."""
-    for content in reversed(chat_log.content):
-        if isinstance(content, conversation.AssistantContent):
-            for call in content.tool_calls or ():
-                if call.id == call_id:
-                    return call
-    return None

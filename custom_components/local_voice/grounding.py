@@ -1,0 +1,360 @@
+"""One grounding step: what the user or the model named, found among exposed entities.
+
+A small model names a target the way a person shortens or guesses it: "counter
+light" for "Kitchen counter", an area the device is not in, a domain that holds
+nothing. Home Assistant's intents match names exactly, so such a call fails.
+Instead of one repair per guess, the words (of the user's message, then of the
+call's target arguments) are matched against what is exposed to Assist: each
+entity's names and aliases, its area and floor, its domain. Every word must be
+explained by one entity and at least one by its name; a misspelt or plural word
+still matches (difflib's ratio). One clear fit gives the call's new target;
+several equal fits are a question back to the user; none is said plainly. Only
+exposed entities are ever candidates, so nothing unexposed is acted on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+import difflib
+from typing import Any
+
+from homeassistant.components import conversation
+from homeassistant.components.homeassistant.exposed_entities import (
+    async_should_expose,
+)
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import (
+    area_registry as ar,
+    device_registry as dr,
+    entity_registry as er,
+    floor_registry as fr,
+    intent,
+)
+
+from .utterance import ACTION_VERBS, Utterance, words
+
+# Arguments of Assist's intents that pick the target, not what to do with it.
+TARGET_ARGUMENTS = frozenset(("name", "area", "floor", "domain", "device_class"))
+# Words that name a kind of device (English), and the domain they mean.
+_DOMAIN_WORDS = {
+    "light": "light",
+    "lamp": "light",
+    "bulb": "light",
+    "switch": "switch",
+    "plug": "switch",
+    "socket": "switch",
+    "outlet": "switch",
+    "fan": "fan",
+    "blind": "cover",
+    "shade": "cover",
+    "curtain": "cover",
+    "shutter": "cover",
+    "cover": "cover",
+    "lock": "lock",
+    "thermostat": "climate",
+    "heating": "climate",
+    "tv": "media_player",
+    "television": "media_player",
+    "speaker": "media_player",
+    "music": "media_player",
+    "player": "media_player",
+    "sensor": "sensor",
+}
+# Words that never name a device: articles, pronouns, states, fillers.
+_FILLER_WORDS = (
+    "a an the my our your please in on off of at to for from all every each and"
+    " is are was were it its that this them those these one ones again same other"
+    " another what what's whats how how's tell me can could would will you up down"
+    " now right here there currently state status open closed locked unlocked"
+    " playing paused running still do does did has have any anything know i i'm"
+    " we be percent degrees degree minutes minute seconds hours brightness volume"
+)
+_FILLERS = frozenset(_FILLER_WORDS.split())
+_MIN_SIMILARITY = 0.8
+
+
+def _stem(word: str) -> str:
+    return word.removesuffix("s") if len(word) > 3 else word
+
+
+def similar(word: str, other: str) -> bool:
+    """Return True when two words are the same, up to a plural or a typo."""
+    if word == other or _stem(word) == _stem(other):
+        return True
+    short = min(len(word), len(other))
+    return short >= 4 and (
+        difflib.SequenceMatcher(None, word, other).ratio() >= _MIN_SIMILARITY
+    )
+
+
+def _domain_of(word: str) -> str | None:
+    return _DOMAIN_WORDS.get(_stem(word))
+
+
+@dataclass(frozen=True, slots=True)
+class Exposed:
+    """An entity exposed to Assist, with every word a person may use for it."""
+
+    entity_id: str
+    name: str
+    names: tuple[str, ...]
+    area: str | None
+    places: tuple[str, ...]
+    domain: str
+
+    @property
+    def name_words(self) -> set[str]:
+        """Words of its names and aliases."""
+        return {word for name in self.names for word in words(name)}
+
+    @property
+    def place_words(self) -> set[str]:
+        """Words of its area's and floor's names and aliases."""
+        return {word for place in self.places for word in words(place)}
+
+
+def exposed_entities(hass: HomeAssistant) -> list[Exposed]:
+    """Return the entities exposed to Assist, with their names, area and floor."""
+    entities, devices = er.async_get(hass), dr.async_get(hass)
+    areas, floors = ar.async_get(hass), fr.async_get(hass)
+    found: list[Exposed] = []
+    for state in hass.states.async_all():
+        if not async_should_expose(hass, conversation.DOMAIN, state.entity_id):
+            continue
+        entry = entities.async_get(state.entity_id)
+        names = tuple(intent.async_get_entity_aliases(hass, entry, state=state))
+        area_id = entry.area_id if entry else None
+        if area_id is None and entry and entry.device_id:
+            device = devices.async_get(entry.device_id)
+            area_id = device.area_id if device else None
+        area = areas.async_get_area(area_id) if area_id else None
+        places: list[str] = []
+        if area:
+            places += [area.name, *sorted(area.aliases)]
+            if area.floor_id and (floor := floors.async_get_floor(area.floor_id)):
+                places += [floor.name, *sorted(floor.aliases)]
+        found.append(
+            Exposed(
+                state.entity_id,
+                state.name,
+                names or (state.name,),
+                area.name if area else None,
+                tuple(places),
+                state.domain,
+            )
+        )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Fit:
+    """One clear target: the call's new target arguments and what they pick."""
+
+    target: dict[str, Any]
+    entities: tuple[Exposed, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ambiguous:
+    """Several equally good targets: the user is asked which one."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NotFound:
+    """Nothing exposed fits the words."""
+
+    words: str
+
+
+type Grounding = Fit | Ambiguous | NotFound
+
+
+def _distinctive(found: Iterable[str]) -> list[str]:
+    """Words that may name a device: no fillers, verbs or numbers."""
+    return [
+        word
+        for word in dict.fromkeys(found)
+        if word not in _FILLERS and word not in ACTION_VERBS and not word.isdigit()
+    ]
+
+
+def _score(query: list[str], entity: Exposed) -> tuple[int, int] | None:
+    """Rank an entity for the words; None unless it explains every one of them."""
+    names, places = entity.name_words, entity.place_words
+    by_name = [w for w in query if any(similar(w, n) for n in names)]
+    for word in query:
+        if word in by_name or _domain_of(word) == entity.domain:
+            continue
+        if not any(similar(word, place) for place in places):
+            return None
+    if not by_name:
+        return None
+    return len(query), len(by_name) - len(names)
+
+
+def labels(entities: Iterable[Exposed]) -> tuple[str, ...]:
+    """Name each entity apart, (the area where names repeat)."""
+    found = list(entities)
+    counts = {e.name.casefold(): 0 for e in found}
+    for entity in found:
+        counts[entity.name.casefold()] += 1
+    return tuple(
+        dict.fromkeys(
+            f"{e.name} ({e.area})"
+            if counts[e.name.casefold()] > 1 and e.area
+            else e.name
+            for e in found
+        )
+    )
+
+
+def _fit_of(
+    best: list[Exposed], query: list[str], everything: list[Exposed]
+) -> Grounding:
+    """Turn the best-ranked entities into a target, or a question back."""
+    if len(best) == 1:
+        entity = best[0]
+        target: dict[str, Any] = {"name": entity.name}
+        shared = [e for e in everything if e.name.casefold() == entity.name.casefold()]
+        if len(shared) > 1 and entity.area:
+            target["area"] = entity.area
+        return Fit(target, (entity,))
+    areas = {entity.area for entity in best}
+    domains = {entity.domain for entity in best}
+    area = next(iter(areas))
+    if (
+        len(areas) == 1
+        and area is not None
+        and len(domains) == 1
+        and any(similar(word, place) for word in query for place in words(area))
+    ):
+        return Fit({"area": area, "domain": next(iter(domains))}, tuple(best))
+    return Ambiguous(labels(best))
+
+
+def _named_exactly(query: list[str], everything: list[Exposed]) -> list[Exposed]:
+    """Entities one of whose names is exactly the words (up to plurals)."""
+    said = {_stem(word) for word in query}
+    return [
+        entity
+        for entity in everything
+        if any({_stem(word) for word in words(name)} == said for name in entity.names)
+    ]
+
+
+def _area_named(query: list[str], everything: list[Exposed]) -> Grounding | None:
+    """An area (with a kind of device) when the words name nothing else."""
+    domains = {d for word in query if (d := _domain_of(word))}
+    rest = [word for word in query if not _domain_of(word)]
+    if not rest or len(domains) > 1:
+        return None
+    for entity in everything:
+        if entity.area and {_stem(w) for w in words(entity.area)} == {
+            _stem(w) for w in rest
+        }:
+            inside = [
+                e
+                for e in everything
+                if e.area == entity.area and (not domains or e.domain in domains)
+            ]
+            target: dict[str, Any] = {"area": entity.area}
+            if domains:
+                target["domain"] = next(iter(domains))
+            return Fit(target, tuple(inside)) if inside else None
+    return None
+
+
+def match(query: list[str], everything: list[Exposed], domain: str | None) -> Grounding:
+    """Find what the words name among the exposed entities."""
+    query = _distinctive(query)
+    if not query:
+        return NotFound("")
+    if exact := _named_exactly(query, everything):
+        return _fit_of(exact, query, everything)
+    if area := _area_named(query, everything):
+        return area
+    scored = [(score, e) for e in everything if (score := _score(query, e))]
+    if domain and any(e.domain == domain for _, e in scored):
+        scored = [(score, e) for score, e in scored if e.domain == domain]
+    if not scored:
+        return NotFound(" ".join(query))
+    top = max(score for score, _ in scored)
+    return _fit_of([e for score, e in scored if score == top], query, everything)
+
+
+def _call_words(args: Mapping[str, Any], everything: list[Exposed]) -> list[str]:
+    """Words of a call's target, an area's only when no exposed entity is in it."""
+    found: list[str] = []
+    for key in ("name", "area", "floor"):
+        value = args.get(key)
+        if not isinstance(value, str):
+            continue
+        if key != "name" and any(
+            value.casefold() in (p.casefold() for p in e.places) for e in everything
+        ):
+            continue
+        found += words(value)
+    return found
+
+
+def _call_domain(args: Mapping[str, Any]) -> str | None:
+    domain = args.get("domain")
+    if isinstance(domain, list) and len(domain) == 1:
+        domain = domain[0]
+    return domain if isinstance(domain, str) else None
+
+
+def ground(
+    hass: HomeAssistant, args: Mapping[str, Any], utterance: Utterance
+) -> Grounding:
+    """Find the target the user meant: from their own words first, then the call's.
+
+    The user's words are what they said; the call's are the model's reading of
+    them. A clear fit of the user's words wins; otherwise the call's target words
+    are grounded (and when both are unclear, the user is asked about theirs).
+    """
+    everything = exposed_entities(hass)
+    domain = _call_domain(args)
+    said = match(utterance.words, everything, domain)
+    if isinstance(said, Fit):
+        return said
+    called = match(_call_words(args, everything), everything, domain)
+    if isinstance(called, Fit) or isinstance(said, NotFound):
+        return called
+    return said
+
+
+def said_target(hass: HomeAssistant, utterance: Utterance) -> Fit | None:
+    """Return the target the user's words name clearly, if they name one."""
+    found = match(utterance.words, exposed_entities(hass), None)
+    return found if isinstance(found, Fit) else None
+
+
+def with_target(args: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a call's arguments with its target replaced."""
+    kept = {k: v for k, v in args.items() if k not in TARGET_ARGUMENTS}
+    return {**kept, **target}
+
+
+def others_like(hass: HomeAssistant, entity_ids: Iterable[str]) -> list[Exposed]:
+    """Return exposed entities like the given ones (a shared name word, the domain).
+
+    "The other one" after "turn on the kitchen ceiling light" is the other
+    kitchen light, not the ceiling light again.
+    """
+    everything = exposed_entities(hass)
+    last = [e for e in everything if e.entity_id in set(entity_ids)]
+    rest = [e for e in everything if e not in last]
+    named = [
+        e
+        for e in rest
+        if any(e.domain == p.domain and e.name_words & p.name_words for p in last)
+    ]
+    return named or [
+        e
+        for e in rest
+        if any(e.domain == p.domain and p.area and e.area == p.area for p in last)
+    ]

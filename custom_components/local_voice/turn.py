@@ -1,0 +1,314 @@
+"""One user turn against llama-server: send, stream, tools, decide.
+
+Each round sends the chat (fitted to the slot's context on the first round),
+streams the answer into the chat log, runs the tool calls the guards let through
+(turn_guards.py), then decides: answer given, ground a target that was not found,
+end after a done action, or ask again. From the third round on (the second for a
+question) the model must answer in words (`tool_choice: "none"`, same prompt
+prefix), so no turn runs to the round limit.
+
+When llama-server cannot parse the model's tool call, the round is asked again
+with `tool_choice: "none"` and the call is read from the raw text. A call repeated
+right after it failed ends the turn with a short sentence, as does one repeated
+after it worked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+import time
+from typing import TYPE_CHECKING, Any
+
+from homeassistant.components import conversation
+
+from .const import LOGGER
+from .grounding import Ambiguous, Fit, NotFound, labels
+from .llama_server.deltas import DeltaTransformer, ToolCallBuilder
+from .llama_server.errors import (
+    ContextOverflow,
+    LlamaServerError,
+    TruncatedStream,
+    UnparsableToolCall,
+)
+from .llama_server.tool_arguments import looks_like_sentence, tool_call_in_text
+from .prompt import PromptParts
+from .request import AgentError, TurnError, async_agent_text
+from .tool_calls import (
+    done_calls,
+    failed_calls,
+    repeated_failure,
+    repeated_success,
+    tool_call_deltas,
+)
+from .turn_guards import (
+    CallGuard,
+    Guarded,
+    failed_target_calls,
+    retry_input,
+    round_calls,
+)
+
+if TYPE_CHECKING:
+    from .llm_entity import LocalVoiceLLMEntity
+
+# From this round on (counted from 0) the model answers in words; a question's
+# second round already does.
+ANSWER_ROUND = 2
+
+type Build = Callable[[int], dict[str, Any]]
+
+
+@dataclass(slots=True)
+class Round:
+    """What one streamed round left for the decision."""
+
+    error: TurnError | None = None
+    finish_reason: str | None = None
+
+
+@dataclass(slots=True)
+class ChatTurn:
+    """The rounds of one user turn, and what they carry from one to the next."""
+
+    entity: LocalVoiceLLMEntity
+    chat_log: conversation.ChatLog
+    parts: PromptParts
+    slot: int
+    build: Build
+    n_turns: Callable[[], int]
+    guard: CallGuard
+    action_ends_turn: bool = True
+    drop: int = 0
+    raw: bool = False  # this round is the retry that reads the model's raw text
+    failed: dict[str, str] = field(default_factory=dict)
+
+    async def async_run(self, max_rounds: int) -> TurnError | None:
+        """Answer the newest turn; return the error that ended it, if any."""
+        iteration = 0
+        refit = True
+        while iteration < max_rounds:
+            answer_only = iteration >= ANSWER_ROUND or (
+                iteration >= 1 and self.guard.utterance.is_question
+            )
+            try:
+                payload = await self._async_payload(refit, answer_only)
+                refit = False
+                done = await self._async_round(payload, answer_only)
+            except ContextOverflow as err:
+                if self.drop < self.n_turns() - 1:
+                    self.drop += 1  # the server counted more than we could: trim
+                    refit = True
+                    continue
+                return err
+            except StopAsyncIteration:
+                return TruncatedStream("no chunk at all")
+            if isinstance(done.error, UnparsableToolCall) and not (
+                self.raw or answer_only
+            ):
+                LOGGER.debug("%s; asking for the raw text", done.error)
+                self.raw = True
+                continue
+            if done.error is not None:
+                return done.error
+            self.raw = False
+            if (ended := await self._async_decide(done)) is not None:
+                return ended if not isinstance(ended, bool) else None
+            iteration += 1
+        return AgentError("llm_tool_loop_limit", limit=max_rounds)
+
+    async def _async_payload(self, refit: bool, answer_only: bool) -> dict[str, Any]:
+        """Build the round's request: fitted on the first, answer-only when due."""
+        if refit:
+            # Later rounds only add tool results; if those overflow, the server
+            # says so and the next try trims again.
+            payload, self.drop = await self.entity.async_fit(
+                self.build, self.n_turns(), self.drop
+            )
+        else:
+            payload = self.build(self.drop)
+        if self.raw or answer_only:
+            # Same messages and tools: the prompt prefix stays identical.
+            payload = {**payload, "tool_choice": "none"}
+        return payload
+
+    async def _async_round(self, payload: dict[str, Any], answer_only: bool) -> Round:
+        """Send one request and stream its answer into the chat log."""
+        stream = self.entity.client.async_stream_chat(payload)
+        try:
+            return await self._async_stream_into_log(stream, answer_only)
+        except LlamaServerError as err:
+            if isinstance(err, ContextOverflow):
+                raise
+            return Round(error=err)
+        finally:
+            await stream.aclose()
+
+    async def _async_decide(self, done: Round) -> TurnError | bool | None:
+        """After a round: the turn's end (an error, or False), or None for more."""
+        if not self.chat_log.unresponded_tool_results:
+            last = self.chat_log.content[-1]
+            if (
+                isinstance(last, conversation.AssistantContent)
+                and (last.content or "").strip()
+            ):
+                return False
+            # Nothing to say: a cut-off tool call, or thinking used every token.
+            return AgentError("llm_no_answer", reason=done.finish_reason or "none")
+        self.failed = failed_calls(self.chat_log)
+        if (said := await self._async_ground_failed()) is not None:
+            return said
+        if self.action_ends_turn and self._actions_done():
+            return await self._async_say_done()
+        return None
+
+    async def _async_ground_failed(self) -> TurnError | bool | None:
+        """Ground a call whose target was not found: retry once, ask, or say so."""
+        failed = failed_target_calls(self.chat_log)
+        if not failed or not self.guard.active:
+            return None
+        found = self.guard.retry_of(failed[0])
+        if isinstance(found, Fit):
+            retry = retry_input(failed[0], found)
+            LOGGER.debug("Calling %s again as %s", retry.tool_name, retry.tool_args)
+            await self.entity.async_add_deltas(
+                self.chat_log, {"role": "assistant", "tool_calls": [retry]}
+            )
+            self.failed |= failed_calls(self.chat_log)
+            if not failed_target_calls(self.chat_log):
+                return None
+            found = NotFound(", ".join(labels(found.entities)))
+        if isinstance(found, Ambiguous):
+            await self._async_say(await self.guard.async_which_one(found))
+            return False
+        return AgentError("llm_not_found", words=found.words or "that")
+
+    def _actions_done(self) -> bool:
+        """Return True when one request was made and every call of the round did it."""
+        calls = round_calls(self.chat_log)
+        return (
+            bool(calls)
+            and self.guard.active
+            and self.guard.utterance.is_single_request
+            and all(ok and self.guard.is_action(call) for call, ok in calls)
+        )
+
+    async def _async_say_done(self) -> bool:
+        """End the turn with what the round's actions did, without another round."""
+        names = [n for targets in done_calls(self.chat_log).values() for n in targets]
+        calls = [call for call, _ in round_calls(self.chat_log)]
+        targets = ", ".join(dict.fromkeys(names)) or ", ".join(
+            call.tool_name.rsplit("__", 1)[-1] for call in calls
+        )
+        text = await async_agent_text(
+            self.entity.hass,
+            AgentError("llm_tool_done", targets=targets),
+            self.guard.language,
+        )
+        await self.entity.async_add_deltas(
+            self.chat_log, {"role": "assistant", "content": text}
+        )
+        return False
+
+    async def _async_say(self, guarded: Guarded) -> None:
+        """Add what the guards say as the assistant's answer."""
+        await self.entity.async_add_deltas(
+            self.chat_log, {"role": "assistant", "content": guarded.say or ""}
+        )
+
+    async def _async_stream_into_log(
+        self, stream: AsyncGenerator[dict[str, Any]], answer_only: bool
+    ) -> Round:
+        """Send the request (the first chunk), then stream its answer into the log."""
+        sent = time.monotonic()
+        first = await anext(stream)  # after the prompt and the first token
+        first_token_ms = round((time.monotonic() - sent) * 1000, 1)
+        done = Round()
+        transformer = DeltaTransformer()
+        held: list[str] = []
+        reads_text = self.raw or answer_only
+
+        def released(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            if not reads_text:
+                return deltas
+            held.extend(delta.get("content", "") for delta in deltas)
+            return [delta for delta in deltas if "content" not in delta]
+
+        async def deltas() -> AsyncIterator[dict[str, Any]]:
+            yield {"role": "assistant"}
+            try:
+                async with aclosing(stream):
+                    for delta in released(transformer.feed(first)):
+                        yield delta
+                    async for chunk in stream:
+                        for delta in released(transformer.feed(chunk)):
+                            yield delta
+            except LlamaServerError as err:
+                done.error = err
+                return
+            finally:
+                self.entity.record_request(
+                    self.slot, self.parts, transformer, first_token_ms
+                )
+            for delta in released(transformer.finish()):
+                yield delta
+            calls: list[ToolCallBuilder] | None = transformer.tool_calls()
+            if reads_text and (text := "".join(held).strip()):
+                calls = self._read_text(text, answer_only, done)
+                if calls is None:
+                    if done.error is None:
+                        yield {"content": text}
+                    return
+            async for delta in self._calls(calls or [], done):
+                yield delta
+
+        await self.entity.async_stream_deltas(self.chat_log, deltas())
+        done.finish_reason = transformer.result.finish_reason
+        return done
+
+    def _read_text(
+        self, text: str, answer_only: bool, done: Round
+    ) -> list[ToolCallBuilder] | None:
+        """Read a held answer: a call in the raw text, or words (None) to say."""
+        if not answer_only and (
+            found := tool_call_in_text(text, self.parts.tool_names)
+        ):
+            LOGGER.debug("Tool call read from text")
+            return [ToolCallBuilder(name=found[0], parsed=found[1])]
+        if looks_like_sentence(text):
+            return None
+        if answer_only:
+            done.error = AgentError("llm_no_answer", reason="no sentence")
+        else:
+            done.error = UnparsableToolCall(f"no tool call in {text!r:.200}")
+        return None
+
+    async def _calls(
+        self, calls: list[ToolCallBuilder], done: Round
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Yield the round's finished calls as deltas, after the guards."""
+        out = tool_call_deltas(calls, self.parts, self.chat_log.llm_api)
+        inputs = [call for delta in out for call in delta.get("tool_calls") or ()]
+        refusals = [delta for delta in out if "tool_calls" not in delta]
+        guarded = await self.guard.async_guard(
+            [call for call in inputs if not call.external]
+        )
+        if guarded.say is not None:
+            yield {"content": guarded.say}
+            return
+        run = guarded.calls + [call for call in inputs if call.external]
+        out = [{"tool_calls": run}] if run else []
+        out += refusals + guarded.refusals
+        if repeated := repeated_failure(out, self.failed):
+            done.error = repeated
+            return
+        if finished := repeated_success(out, done_calls(self.chat_log)):
+            yield {
+                "content": await async_agent_text(
+                    self.entity.hass, finished, self.guard.language
+                )
+            }
+            return
+        for delta in out:
+            yield delta

@@ -1,0 +1,290 @@
+"""Guards around a small model's tool calls, grounded in the home.
+
+Before a round's calls run (`guard_calls`): a question is answered from the
+states, never acted on; a call whose target differs from what the user clearly
+named gets the user's target; a reference back ("turn it off", "the other one")
+gets the last turn's target. After a round (`after_round`): a call whose target
+was not found is grounded once (retried, asked about, or said not found), and a
+single request whose actions all worked ends the turn with their result instead
+of a second model round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from homeassistant.components import conversation
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import llm, translation
+from homeassistant.util import ulid as ulid_util
+
+from .const import LOGGER
+from .grounding import (
+    Ambiguous,
+    Exposed,
+    Fit,
+    Grounding,
+    exposed_entities,
+    ground,
+    labels,
+    others_like,
+    said_target,
+    with_target,
+)
+from .request import AgentError, async_agent_text
+from .utterance import Utterance
+
+# Tool errors that say the target was not found or the slots were refused.
+TARGET_ERRORS = frozenset(
+    ("MatchFailedError", "NoStatesMatchedError", "InvalidSlotInfo")
+)
+# At most this many states are read out for one question.
+_STATES_SAID = 4
+
+
+def is_action(tool: llm.Tool | None) -> bool:
+    """Return True for a tool that changes something (not a read-only look-up)."""
+    return tool is not None and not tool.annotations.read_only
+
+
+def utterance_of(chat_log: conversation.ChatLog) -> Utterance:
+    """Return the newest user message."""
+    for content in reversed(chat_log.content):
+        if isinstance(content, conversation.UserContent):
+            return Utterance(content.content)
+    return Utterance("")
+
+
+def _success_ids(data: Any) -> list[str]:
+    """Entity ids an intent's response says it acted on."""
+    success = data.get("data", {}).get("success") if isinstance(data, dict) else None
+    return [
+        str(target["id"])
+        for target in success or ()
+        if isinstance(target, dict)
+        and target.get("type") == "entity"
+        and target.get("id")
+    ]
+
+
+def earlier_targets(chat_log: conversation.ChatLog) -> list[str]:
+    """Return the entities acted on in the last turn before the newest one."""
+    seen_user = 0
+    found: list[str] = []
+    for content in reversed(chat_log.content):
+        if isinstance(content, conversation.UserContent):
+            seen_user += 1
+            if seen_user == 2 or found:
+                break
+        elif (
+            seen_user == 1
+            and isinstance(content, conversation.ToolResultContent)
+            and not content.result.error
+        ):
+            found = _success_ids(content.result.data) + found
+    return list(dict.fromkeys(found))
+
+
+async def async_state_answer(
+    hass: HomeAssistant, entities: Sequence[Exposed], language: str
+) -> str:
+    """Say the entities' states, each as Home Assistant words it in the UI."""
+    domains = {entity.domain for entity in entities}
+    words = await translation.async_get_translations(
+        hass, language, "entity_component", domains
+    )
+    sentences: list[str] = []
+    for entity in entities[:_STATES_SAID]:
+        if (state := hass.states.get(entity.entity_id)) is None:
+            continue
+        key = f"component.{entity.domain}.entity_component._.state.{state.state}"
+        text = words.get(key, state.state)
+        text = text.lower() if key in words else text
+        if unit := state.attributes.get("unit_of_measurement"):
+            text = f"{text} {unit}"
+        if (current := state.attributes.get("current_temperature")) is not None:
+            text = f"{text}, {current}°"
+        said = AgentError("llm_state", name=entity.name, state=text)
+        sentences.append(await async_agent_text(hass, said, language))
+    return " ".join(sentences)
+
+
+@dataclass(slots=True)
+class Guarded:
+    """A round's calls after the guards: what runs, or what is said instead."""
+
+    calls: list[llm.ToolInput] = field(default_factory=list)
+    say: str | None = None
+    refusals: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _refusal(call: llm.ToolInput, text: str) -> dict[str, Any]:
+    return {
+        "role": "tool_result",
+        "tool_call_id": call.id,
+        "tool_name": call.tool_name,
+        "result": llm.ToolResult(
+            data={"error": "NotDone", "error_text": text}, error=True
+        ),
+    }
+
+
+class CallGuard:
+    """The guards of one turn, with the facts they share."""
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        chat_log: conversation.ChatLog,
+        language: str,
+        *,
+        active: bool = True,
+    ) -> None:
+        """Read the user's message and the tools once for the turn.
+
+        Inactive (an AI task: its "message" is instructions, its answer data),
+        the calls run as the model made them.
+        """
+        self.hass = hass
+        self.chat_log = chat_log
+        self.language = language
+        self.active = active
+        self.utterance = utterance_of(chat_log) if active else Utterance("")
+        api = chat_log.llm_api
+        self.tools = {tool.name: tool for tool in api.tools} if api else {}
+
+    def is_action(self, call: llm.ToolInput) -> bool:
+        """Return True when the call changes something."""
+        return is_action(self.tools.get(call.tool_name))
+
+    async def async_guard(self, calls: list[llm.ToolInput]) -> Guarded:
+        """Check a round's calls before they run."""
+        if not calls or not self.active:
+            return Guarded(calls=calls)
+        if self.utterance.is_question:
+            return await self._async_question(calls)
+        guarded = Guarded()
+        for call in calls:
+            if not self.is_action(call):
+                guarded.calls.append(call)
+                continue
+            target = self._intended(call)
+            if isinstance(target, Ambiguous):
+                return await self.async_which_one(target)
+            if target is None:
+                guarded.calls.append(call)
+                continue
+            LOGGER.debug("Target of %s set to %s", call.tool_name, target.target)
+            args = with_target(call.tool_args, target.target)
+            guarded.calls.append(llm.ToolInput(call.tool_name, args, id=call.id))
+        return guarded
+
+    def _intended(self, call: llm.ToolInput) -> Fit | Ambiguous | None:
+        """Return the target the user meant, when the call's differs from it."""
+        said: Fit | Ambiguous | None = said_target(self.hass, self.utterance)
+        if said is None and self.utterance.refers_back:
+            said = self._referred()
+        if not isinstance(said, Fit):
+            return said
+        name = call.tool_args.get("name")
+        names = {n.casefold() for e in said.entities for n in e.names}
+        if isinstance(name, str) and name.casefold() in names:
+            return None
+        if "name" not in said.target and not isinstance(name, str):
+            return None  # both an area and kind: the intent matches it itself
+        return said
+
+    def _referred(self) -> Fit | Ambiguous | None:
+        """Return the target "it" or "the other one" points back to."""
+        earlier = earlier_targets(self.chat_log)
+        if not earlier:
+            return None
+        if self.utterance.wants_other:
+            others = others_like(self.hass, earlier)
+            if len(others) == 1:
+                return Fit({"name": others[0].name}, (others[0],))
+            return Ambiguous(labels(others)) if others else None
+        entities = [e for e in exposed_entities(self.hass) if e.entity_id in earlier]
+        if len(entities) == 1:
+            return Fit({"name": entities[0].name}, (entities[0],))
+        return None
+
+    async def _async_question(self, calls: list[llm.ToolInput]) -> Guarded:
+        """Answer a question from the states; never run an action for it."""
+        found: Grounding | None = said_target(self.hass, self.utterance)
+        if found is None:
+            target = next((c for c in calls if self.is_action(c)), calls[0])
+            found = ground(self.hass, target.tool_args, self.utterance)
+        if isinstance(found, Fit):
+            text = await async_state_answer(self.hass, found.entities, self.language)
+            if text:
+                return Guarded(say=text)
+        guarded = Guarded()
+        for call in calls:
+            if self.is_action(call):
+                LOGGER.debug("Not running %s for a question", call.tool_name)
+                guarded.calls.append(
+                    llm.ToolInput(
+                        call.tool_name, call.tool_args, id=call.id, external=True
+                    )
+                )
+                guarded.refusals.append(
+                    _refusal(call, "Not done: the user asked a question. Answer it.")
+                )
+            else:
+                guarded.calls.append(call)
+        return guarded
+
+    async def async_which_one(self, found: Ambiguous) -> Guarded:
+        """Ask which one was meant, naming them."""
+        *first, last = found.names
+        err = AgentError("llm_which_one", names=", ".join(first), last=last)
+        return Guarded(say=await async_agent_text(self.hass, err, self.language))
+
+    def retry_of(self, call: llm.ToolInput) -> Grounding:
+        """Ground a call whose target was not found."""
+        return ground(self.hass, call.tool_args, self.utterance)
+
+
+def failed_target_calls(chat_log: conversation.ChatLog) -> list[llm.ToolInput]:
+    """Return the newest round's calls that failed to find their target."""
+    results: dict[str, llm.ToolResult] = {}
+    for content in reversed(chat_log.content):
+        if isinstance(content, conversation.ToolResultContent):
+            results[content.tool_call_id] = content.result
+        elif isinstance(content, conversation.AssistantContent) and content.tool_calls:
+            failed: list[llm.ToolInput] = []
+            for call in content.tool_calls:
+                result = results.get(call.id)
+                data = result.data if result and result.error else None
+                if (
+                    not call.external
+                    and isinstance(data, dict)
+                    and data.get("error") in TARGET_ERRORS
+                ):
+                    failed.append(call)
+            return failed
+    return []
+
+
+def round_calls(chat_log: conversation.ChatLog) -> list[tuple[llm.ToolInput, bool]]:
+    """Return the newest round's calls, each with whether it worked."""
+    results: dict[str, llm.ToolResult] = {}
+    for content in reversed(chat_log.content):
+        if isinstance(content, conversation.ToolResultContent):
+            results[content.tool_call_id] = content.result
+        elif isinstance(content, conversation.AssistantContent) and content.tool_calls:
+            return [
+                (call, (r := results.get(call.id)) is not None and not r.error)
+                for call in content.tool_calls
+            ]
+    return []
+
+
+def retry_input(call: llm.ToolInput, fit: Fit) -> llm.ToolInput:
+    """Return the call again with the grounded target."""
+    return llm.ToolInput(
+        call.tool_name, with_target(call.tool_args, fit.target), id=ulid_util.ulid_now()
+    )

@@ -1,0 +1,126 @@
+"""What the user's words ask for: a question, one request, or a reference back.
+
+The agent's guards need a few facts about the newest user message that a small
+model gets wrong: whether it asks about the home rather than for a change (an
+action tool must not run for it), whether it is a single request (a done action
+can end the turn), and whether it points back to an earlier target ("it", "the
+other one"). These are read from the words alone, without Home Assistant, so they
+are cheap and tested on their own. The word lists are English; in other languages
+only the question mark and the user's device names (grounding.py) are used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import re
+
+_WORD = re.compile(r"[\w']+")
+_QUESTION_STARTS = frozenset(
+    {
+        "is",
+        "are",
+        "was",
+        "were",
+        "what",
+        "what's",
+        "whats",
+        "which",
+        "who",
+        "where",
+        "when",
+        "why",
+        "how",
+        "how's",
+        "do",
+        "does",
+        "did",
+        "has",
+        "have",
+        "tell",
+        "anything",
+    }
+)
+# "Can you turn on the light?" is a request, not a question.
+_POLITE = frozenset({"can", "could", "would", "will", "please"})
+ACTION_VERBS = frozenset(
+    {
+        "turn",
+        "switch",
+        "set",
+        "open",
+        "close",
+        "lock",
+        "unlock",
+        "start",
+        "stop",
+        "pause",
+        "play",
+        "resume",
+        "dim",
+        "brighten",
+        "raise",
+        "lower",
+        "add",
+        "put",
+        "cancel",
+        "activate",
+        "make",
+        "shut",
+        "mute",
+        "unmute",
+        "skip",
+        "increase",
+        "decrease",
+    }
+)
+_JOINERS = frozenset({"and", "then", "also", "plus"})
+_BACK_REFERENCES = frozenset(
+    {"it", "that", "this", "them", "those", "these", "again", "same"}
+)
+_OTHER = frozenset({"other", "another"})
+
+
+def words(text: str) -> list[str]:
+    """Return the text's words, lower case."""
+    return _WORD.findall(text.casefold())
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    """The newest user message, read for the agent's guards."""
+
+    text: str
+
+    @property
+    def words(self) -> list[str]:
+        """The message's words, lower case."""
+        return words(self.text)
+
+    @property
+    def is_question(self) -> bool:
+        """True when the user asks something rather than asking for a change."""
+        found = self.words
+        if not found:
+            return False
+        first = found[0]
+        if first in _POLITE and any(word in ACTION_VERBS for word in found[1:4]):
+            return False
+        return self.text.rstrip().endswith("?") or first in _QUESTION_STARTS
+
+    @property
+    def is_single_request(self) -> bool:
+        """True for one request with nothing else asked alongside it."""
+        found = self.words
+        if self.is_question or any(word in _JOINERS for word in found[1:]):
+            return False
+        return "," not in self.text.strip().rstrip(".!")
+
+    @property
+    def refers_back(self) -> bool:
+        """True when the message points at an earlier target ("turn it off")."""
+        return self.wants_other or any(w in _BACK_REFERENCES for w in self.words)
+
+    @property
+    def wants_other(self) -> bool:
+        """True for "the other one": a target like the last one, but not it."""
+        return any(word in _OTHER for word in self.words)
