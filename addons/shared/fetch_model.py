@@ -1,7 +1,8 @@
 """Fetch a model file from Hugging Face into the add-on's model folder.
 
-Shared by the three local_voice add-ons: one identical copy in each, since an add-on's
-Docker build context is only its own folder (a test keeps the copies equal).
+Shared by the three local_voice add-ons. Written once, in addons/shared/; since an
+add-on's Docker build context is only its own folder, scripts/sync-addon-shared copies
+it into each add-on (tests/addons/test_shared_code.py keeps the copies equal).
 
 Why not `hf_hub_download` itself: since huggingface_hub 1.x it deletes its partial
 file when a download is interrupted, so a multi-GB GGUF would start again from zero

@@ -1,7 +1,8 @@
 """Turn an add-on's options into the command that starts its server.
 
-Shared by the three local_voice add-ons: one identical copy in each, since an add-on's
-Docker build context is only its own folder (a test keeps the copies equal). Each
+Shared by the three local_voice add-ons. Written once, in addons/shared/; since an
+add-on's Docker build context is only its own folder, scripts/sync-addon-shared copies
+it into each add-on (tests/addons/test_shared_code.py keeps the copies equal). Each
 add-on's `<name>_command.py` says what its options mean; this module does the rest
 the same way for all three: read `/data/options.json`, fetch the model, log the
 command (secrets hidden), then print it (`--dry-run`, what the tests use) or replace
