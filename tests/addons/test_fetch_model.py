@@ -2,7 +2,8 @@
 
 huggingface_hub runs unchanged: only the endpoint points at tests/addons/hub_stub.py,
 which serves a temporary folder on a loopback port. The llama_server copy is tested;
-test_shared_code.py keeps the other add-ons' copies identical to it.
+test_shared_code.py keeps every add-on's copy equal to the one source,
+addons/shared/fetch_model.py.
 """
 
 from __future__ import annotations

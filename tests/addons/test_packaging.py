@@ -2,7 +2,7 @@
 
 Building an image takes minutes (scripts/build-addon SLUG --smoke builds and runs one
 with buildah, outside the suite); these tests hold the Dockerfiles to what DOCS.md
-promises, shellcheck every script, and keep the code the add-ons share identical.
+promises and shellcheck every script (test_shared_code.py: the code they share).
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ COMMAND_MODULES = {
     "whisper_cpp": "whisper_command.py",
     "kokoro": "kokoro_command.py",
 }
-# The same file in every add-on (each Docker build context is its add-on's folder).
-SHARED = [LIB / "fetch_model.py", LIB / "launcher.py", S6 / "{slug}/finish"]
 
 
 def _read(slug: str, name: str | Path) -> str:
@@ -51,13 +49,6 @@ def _scripts(slug: str) -> list[Path]:
             root / "rootfs/usr/local/bin/healthcheck",
         ]
     )
-
-
-@pytest.mark.parametrize("path", [str(p) for p in SHARED])
-def test_shared_code_is_identical_in_every_addon(path: str) -> None:
-    copies = {slug: _read(slug, path.format(slug=slug)) for slug in SLUGS}
-    assert copies["whisper_cpp"] == copies["llama_server"]
-    assert copies["kokoro"] == copies["llama_server"]
 
 
 @pytest.mark.parametrize("slug", SLUGS)
