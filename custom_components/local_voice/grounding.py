@@ -159,7 +159,19 @@ class Fit:
 class Ambiguous:
     """Several equally good targets: the user is asked which one."""
 
-    names: tuple[str, ...]
+    entities: tuple[Exposed, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """What the user is asked to choose from."""
+        return labels(self.entities)
+
+    def in_area(self, area: str | None) -> Fit | None:
+        """Return the one candidate in the satellite's area, if only one is there."""
+        inside = [entity for entity in self.entities if area and entity.area == area]
+        if len(inside) != 1:
+            return None
+        return Fit({"name": inside[0].name, "area": area}, (inside[0],))
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,11 +244,11 @@ def _fit_of(
         and any(similar(word, place) for word in query for place in words(area))
     ):
         return Fit({"area": area, "domain": next(iter(domains))}, tuple(best))
-    return Ambiguous(labels(best))
+    return Ambiguous(tuple(best))
 
 
 def _named_exactly(query: list[str], everything: list[Exposed]) -> list[Exposed]:
-    """Entities one of whose names is exactly the words (up to plurals)."""
+    """Return the entities one of whose names is exactly the words (up to plurals)."""
     said = {_stem(word) for word in query}
     return [
         entity
@@ -246,7 +258,7 @@ def _named_exactly(query: list[str], everything: list[Exposed]) -> list[Exposed]
 
 
 def _area_named(query: list[str], everything: list[Exposed]) -> Grounding | None:
-    """An area (with a kind of device) when the words name nothing else."""
+    """Return an area (with a kind of device) when the words name nothing else."""
     domains = {d for word in query if (d := _domain_of(word))}
     rest = [word for word in query if not _domain_of(word)]
     if not rest or len(domains) > 1:
@@ -325,12 +337,6 @@ def ground(
     if isinstance(called, Fit) or isinstance(said, NotFound):
         return called
     return said
-
-
-def said_target(hass: HomeAssistant, utterance: Utterance) -> Fit | None:
-    """Return the target the user's words name clearly, if they name one."""
-    found = match(utterance.words, exposed_entities(hass), None)
-    return found if isinstance(found, Fit) else None
 
 
 def with_target(args: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, Any]:

@@ -242,6 +242,7 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
                 self.hass,
                 chat_log,
                 llm_context.language or self.hass.config.language,
+                device_id=llm_context.device_id,
                 active=voice_turn,
             ),
             action_ends_turn=bool(options.get(CONF_ACTION_ENDS_TURN, True)),

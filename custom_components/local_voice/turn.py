@@ -86,6 +86,8 @@ class ChatTurn:
 
     async def async_run(self, max_rounds: int) -> TurnError | None:
         """Answer the newest turn; return the error that ended it, if any."""
+        if (first := await self.guard.async_before_model()) is not None:
+            return await self._async_without_model(first)
         iteration = 0
         refit = True
         while iteration < max_rounds:
@@ -117,6 +119,19 @@ class ChatTurn:
                 return ended if not isinstance(ended, bool) else None
             iteration += 1
         return AgentError("llm_tool_loop_limit", limit=max_rounds)
+
+    async def _async_without_model(self, first: Guarded) -> TurnError | None:
+        """Say what the guards answered, or run the call they made, then end."""
+        if first.say is not None:
+            await self._async_say(first)
+            return None
+        await self.entity.async_add_deltas(
+            self.chat_log, {"role": "assistant", "tool_calls": first.calls}
+        )
+        if self._actions_done():
+            await self._async_say_done()
+            return None
+        return AgentError("llm_not_found", words="that")
 
     async def _async_payload(self, refit: bool, answer_only: bool) -> dict[str, Any]:
         """Build the round's request: fitted on the first, answer-only when due."""

@@ -17,7 +17,12 @@ from typing import Any
 
 from homeassistant.components import conversation
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import llm, translation
+from homeassistant.helpers import (
+    area_registry as ar,
+    device_registry as dr,
+    llm,
+    translation,
+)
 from homeassistant.util import ulid as ulid_util
 
 from .const import LOGGER
@@ -28,13 +33,12 @@ from .grounding import (
     Grounding,
     exposed_entities,
     ground,
-    labels,
+    match,
     others_like,
-    said_target,
     with_target,
 )
 from .request import AgentError, async_agent_text
-from .utterance import Utterance
+from .utterance import ACTION_VERBS, Utterance
 
 # Tool errors that say the target was not found or the slots were refused.
 TARGET_ERRORS = frozenset(
@@ -69,22 +73,30 @@ def _success_ids(data: Any) -> list[str]:
     ]
 
 
-def earlier_targets(chat_log: conversation.ChatLog) -> list[str]:
-    """Return the entities acted on in the last turn before the newest one."""
-    seen_user = 0
-    found: list[str] = []
+def earlier_action(
+    chat_log: conversation.ChatLog,
+) -> tuple[llm.ToolInput | None, list[str]]:
+    """Return the newest earlier turn's last call that acted, and what it acted on."""
+    results: dict[str, llm.ToolResult] = {}
+    newest = True
     for content in reversed(chat_log.content):
         if isinstance(content, conversation.UserContent):
-            seen_user += 1
-            if seen_user == 2 or found:
-                break
-        elif (
-            seen_user == 1
-            and isinstance(content, conversation.ToolResultContent)
-            and not content.result.error
-        ):
-            found = _success_ids(content.result.data) + found
-    return list(dict.fromkeys(found))
+            newest = False
+        elif newest:
+            continue
+        elif isinstance(content, conversation.ToolResultContent):
+            results[content.tool_call_id] = content.result
+        elif isinstance(content, conversation.AssistantContent):
+            for call in reversed(content.tool_calls or ()):
+                result = results.get(call.id)
+                if result and not result.error and (ids := _success_ids(result.data)):
+                    return call, ids
+    return None, []
+
+
+def earlier_targets(chat_log: conversation.ChatLog) -> list[str]:
+    """Return the entities the newest earlier turn that acted acted on."""
+    return earlier_action(chat_log)[1]
 
 
 async def async_state_answer(
@@ -140,20 +152,62 @@ class CallGuard:
         chat_log: conversation.ChatLog,
         language: str,
         *,
+        device_id: str | None = None,
         active: bool = True,
     ) -> None:
-        """Read the user's message and the tools once for the turn.
+        """Read the user's message, the satellite's area and the tools once.
 
         Inactive (an AI task: its "message" is instructions, its answer data),
         the calls run as the model made them.
         """
         self.hass = hass
+        device = dr.async_get(hass).async_get(device_id) if device_id else None
+        area_id = dr.async_get_effective_area_id(hass, device) if device else None
+        area = ar.async_get(hass).async_get_area(area_id) if area_id else None
+        self.area = area.name if area else None
         self.chat_log = chat_log
         self.language = language
         self.active = active
         self.utterance = utterance_of(chat_log) if active else Utterance("")
         api = chat_log.llm_api
         self.tools = {tool.name: tool for tool in api.tools} if api else {}
+
+    async def async_before_model(self) -> Guarded | None:
+        """Answer without the model what the home alone answers.
+
+        A question about what the user clearly named is answered from its state
+        (a small model guesses states); "and the other one" repeats the last
+        action on the other target (a small model loses it). None: ask the model.
+        """
+        if not self.active:
+            return None
+        utterance = self.utterance
+        if utterance.is_question:
+            if fit := self.said():
+                answer = await async_state_answer(
+                    self.hass, fit.entities, self.language
+                )
+                return Guarded(say=answer) if answer else None
+            return None
+        if not utterance.refers_back or set(utterance.words) & ACTION_VERBS:
+            return None
+        call, _ = earlier_action(self.chat_log)
+        target = self._referred()
+        if call is None or target is None:
+            return None
+        if isinstance(target, Ambiguous):
+            return await self.async_which_one(target)
+        args = with_target(call.tool_args, target.target)
+        return Guarded(
+            calls=[llm.ToolInput(call.tool_name, args, id=ulid_util.ulid_now())]
+        )
+
+    def said(self) -> Fit | None:
+        """Return what the user's words name clearly (in the satellite's area)."""
+        found = match(self.utterance.words, exposed_entities(self.hass), None)
+        if isinstance(found, Ambiguous):
+            return found.in_area(self.area)
+        return found if isinstance(found, Fit) else None
 
     def is_action(self, call: llm.ToolInput) -> bool:
         """Return True when the call changes something."""
@@ -183,7 +237,7 @@ class CallGuard:
 
     def _intended(self, call: llm.ToolInput) -> Fit | Ambiguous | None:
         """Return the target the user meant, when the call's differs from it."""
-        said: Fit | Ambiguous | None = said_target(self.hass, self.utterance)
+        said: Fit | Ambiguous | None = self.said()
         if said is None and self.utterance.refers_back:
             said = self._referred()
         if not isinstance(said, Fit):
@@ -205,7 +259,7 @@ class CallGuard:
             others = others_like(self.hass, earlier)
             if len(others) == 1:
                 return Fit({"name": others[0].name}, (others[0],))
-            return Ambiguous(labels(others)) if others else None
+            return Ambiguous(tuple(others)) if others else None
         entities = [e for e in exposed_entities(self.hass) if e.entity_id in earlier]
         if len(entities) == 1:
             return Fit({"name": entities[0].name}, (entities[0],))
@@ -213,7 +267,7 @@ class CallGuard:
 
     async def _async_question(self, calls: list[llm.ToolInput]) -> Guarded:
         """Answer a question from the states; never run an action for it."""
-        found: Grounding | None = said_target(self.hass, self.utterance)
+        found: Grounding | None = self.said()
         if found is None:
             target = next((c for c in calls if self.is_action(c)), calls[0])
             found = ground(self.hass, target.tool_args, self.utterance)
@@ -245,7 +299,10 @@ class CallGuard:
 
     def retry_of(self, call: llm.ToolInput) -> Grounding:
         """Ground a call whose target was not found."""
-        return ground(self.hass, call.tool_args, self.utterance)
+        found = ground(self.hass, call.tool_args, self.utterance)
+        if isinstance(found, Ambiguous):
+            return found.in_area(self.area) or found
+        return found
 
 
 def failed_target_calls(chat_log: conversation.ChatLog) -> list[llm.ToolInput]:
