@@ -20,12 +20,6 @@ from typing import Any
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
-from ..const import (
-    CHAT_ANSWER_DEADLINE_SECONDS,
-    CHAT_ANSWER_MAX_BYTES,
-    REQUEST_TIMEOUT_SECONDS,
-    STREAM_READ_TIMEOUT_SECONDS,
-)
 from .errors import (
     AnswerDeadline,
     AnswerTooLong,
@@ -41,6 +35,16 @@ from .sse import bounded_lines, check_chunk, iter_chat_chunks
 from .url import strip_user_info
 
 _LOGGER = logging.getLogger(__name__)
+
+# Every request but a chat: connecting, and the whole answer.
+REQUEST_TIMEOUT_SECONDS = 10
+# Longest silence while streaming an answer (a cold prompt on a slow CPU takes a while).
+STREAM_READ_TIMEOUT_SECONDS = 300
+# Longest time one answer may take in all, and most bytes its stream may send
+# (keep-alive comments count): a server that never finishes cannot hold a turn.
+# The deadline leaves room for a cold prompt on a slow CPU (the idle timeout above).
+CHAT_ANSWER_DEADLINE_SECONDS = 600
+CHAT_ANSWER_MAX_BYTES = 8 * 1024 * 1024
 
 CHAT_PATH = "/v1/chat/completions"
 # How a chat template reads the clock (to write today's date, or the time).

@@ -20,10 +20,13 @@ from typing import TYPE_CHECKING
 from wyoming.error import Error
 from wyoming.event import Event, async_write_event
 
-from ..const import REQUEST_TIMEOUT_SECONDS, WYOMING_WRITE_TIMEOUT_SECONDS
-
 if TYPE_CHECKING:
     from .server import WyomingServer
+
+# Connecting, and a whole describe -> info exchange.
+REQUEST_TIMEOUT_SECONDS = 10
+# One event (with its drain) not sent in this time: the Wyoming server stopped reading.
+WYOMING_WRITE_TIMEOUT_SECONDS = 10
 
 
 class WyomingError(Exception):

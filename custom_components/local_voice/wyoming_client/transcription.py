@@ -10,10 +10,20 @@ import time
 from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 
-from ..const import SPEECH_CHANNELS, SPEECH_RATE, SPEECH_WIDTH, STT_TIMEOUT_SECONDS
-from .audio import SPEECH_FORMAT, AudioFormat, PcmConverter, strip_wav_header
+from .audio import (
+    SPEECH_CHANNELS,
+    SPEECH_FORMAT,
+    SPEECH_RATE,
+    SPEECH_WIDTH,
+    AudioFormat,
+    PcmConverter,
+    strip_wav_header,
+)
 from .connection import Connection, WyomingError, parse, raise_for_error
 from .server import WyomingServer
+
+# No transcript this long after the end of audio: the ASR server is stuck.
+STT_TIMEOUT_SECONDS = 30
 
 
 @dataclass(slots=True)
