@@ -24,7 +24,7 @@ from .llama_server.client import LlamaServerClient, ServerProps
 from .llama_server.errors import InvalidAuth, LlamaServerError
 from .llama_server.url import strip_user_info
 from .slots import SlotManager
-from .wyoming_client.connection import WyomingError
+from .wyoming_client.errors import WyomingError
 from .wyoming_client.server import WyomingServer
 
 type LlamaConfigEntry = ConfigEntry[LlamaServerData]

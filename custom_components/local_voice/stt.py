@@ -19,7 +19,7 @@ from .const import LOGGER, SERVICE_ASR
 from .coordinator import WyomingConfigEntry, WyomingData
 from .entity import WyomingEntity
 from .wyoming_client.audio import AudioFormat
-from .wyoming_client.connection import ServerUnreachable, WyomingError
+from .wyoming_client.errors import ServerUnreachable, WyomingError
 from .wyoming_client.server import installed_programs
 from .wyoming_client.transcription import (
     STT_TIMEOUT_SECONDS,

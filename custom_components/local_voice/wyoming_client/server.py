@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from wyoming.info import AsrProgram, Describe, Info, TtsProgram
 
-from .connection import REQUEST_TIMEOUT_SECONDS, Connection, WyomingError, parse
+from .connection import REQUEST_TIMEOUT_SECONDS, Connection, parse
+from .errors import WyomingError
 
 
 @dataclass(frozen=True, slots=True)

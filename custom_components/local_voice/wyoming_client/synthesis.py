@@ -29,13 +29,8 @@ from wyoming.tts import (
 
 from ..tts_input import SpeechFilter
 from .audio import AudioFormat, PcmConverter, format_problem
-from .connection import (
-    Connection,
-    ServerErrorEvent,
-    WyomingError,
-    parse,
-    raise_for_error,
-)
+from .connection import Connection, parse, raise_for_error
+from .errors import ServerErrorEvent, WyomingError
 from .server import WyomingServer
 from .synthesis_modes import SynthesisMode
 from .synthesis_stats import SynthesisStats

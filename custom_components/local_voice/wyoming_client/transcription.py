@@ -19,7 +19,8 @@ from .audio import (
     PcmConverter,
     strip_wav_header,
 )
-from .connection import Connection, WyomingError, parse, raise_for_error
+from .connection import Connection, parse, raise_for_error
+from .errors import WyomingError
 from .server import WyomingServer
 
 # No transcript this long after the end of audio: the ASR server is stuck.
