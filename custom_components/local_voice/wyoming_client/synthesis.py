@@ -27,11 +27,11 @@ from wyoming.tts import (
     SynthesizeVoice,
 )
 
-from ..tts_input import SpeechFilter
 from .audio import AudioFormat, PcmConverter, format_problem
 from .connection import Connection, parse, raise_for_error
 from .errors import ServerErrorEvent, WyomingError
 from .server import WyomingServer
+from .speech_filter import SpeechFilter
 from .synthesis_modes import SynthesisMode
 from .synthesis_stats import SynthesisStats
 
