@@ -45,7 +45,7 @@ class LlamaServerData:
 class WyomingData:
     """A Wyoming entry's server, coordinator and recent request timings."""
 
-    client: WyomingServer
+    server: WyomingServer
     coordinator: WyomingCoordinator
     #: Per-request stage timings (STT time, time to first audio, audio length),
     #: newest last, shown in diagnostics so users can tune their set-up.
