@@ -25,6 +25,7 @@ from .errors import (
     AnswerTooLong,
     CannotConnect,
     ConnectionLost,
+    LlamaServerError,
     NotLlamaServer,
     ReadTimeout,
     StreamError,
@@ -267,25 +268,32 @@ class LlamaServerClient:
                     # Close (not release) so the server sees the client go away.
                     resp.close()
                     raise
-        except TimeoutError as err:
+        except (aiohttp.ClientError, HttpProcessingError, ValueError, OSError) as err:
+            raise self._chat_error(err, deadline, seconds) from err
+
+    def _chat_error(
+        self, err: Exception, deadline: float, seconds: float
+    ) -> LlamaServerError:
+        """Return the error a failed chat raises; the first check that fits wins."""
+        if isinstance(err, TimeoutError):
             if asyncio.get_running_loop().time() >= deadline:
-                raise AnswerDeadline(
+                return AnswerDeadline(
                     f"{self.url}: no full answer in {seconds} s", seconds=seconds
-                ) from err
-            raise ReadTimeout(
+                )
+            return ReadTimeout(
                 f"{self.url}: no answer", seconds=STREAM_READ_TIMEOUT_SECONDS
-            ) from err
-        except (
-            aiohttp.ClientPayloadError,
-            aiohttp.ServerDisconnectedError,
-            ConnectionError,
-        ) as err:
-            raise ConnectionLost(f"{self.url}: {err!r}", error=repr(err)) from err
-        except aiohttp.ClientError as err:
-            raise self._cannot_connect(err) from err
-        except (HttpProcessingError, ValueError, OSError) as err:
-            # aiohttp's LineTooLong (an SSE line over its buffer), bad encodings...
-            raise StreamError(f"{self.url}: {err!r}", error=_short(err)) from err
+            )
+        if isinstance(
+            err,
+            aiohttp.ClientPayloadError
+            | aiohttp.ServerDisconnectedError
+            | ConnectionError,
+        ):
+            return ConnectionLost(f"{self.url}: {err!r}", error=repr(err))
+        if isinstance(err, aiohttp.ClientError):
+            return self._cannot_connect(err)
+        # aiohttp's LineTooLong (an SSE line over its buffer), bad encodings...
+        return StreamError(f"{self.url}: {err!r}", error=_short(err))
 
     async def async_prompt_timings(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Send a request for its prompt processing alone; return the timings."""
