@@ -34,7 +34,7 @@ runs the server with slot caches only (as older builds, or a host short of RAM).
 The last line is `prompt_cache_ratio=<core tokens evaluated / local_voice tokens
 evaluated>` over all the new chats (warm-ups not counted: the line before counts them).
 
-`--day` runs a household's day instead (prompt_cache_day.py): 100 new chats, a server
+`prompt_cache_day.py` runs a household's day on the same home: 100 new chats, a server
 restart after chat 40, a newly exposed entity after chat 70; its last line is
 `day_wait_ratio=`: prompt tokens evaluated while a chat waits, core over local_voice.
 """
@@ -422,11 +422,10 @@ def progress_line(order: str, label: str, what: str, timings: dict[str, int]) ->
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument(
-        "--chats", type=int, help="chats after the first (10); with --day: all (100)"
-    )
+def arguments(doc: str, chats: int, chats_help: str) -> argparse.ArgumentParser:
+    """The options this benchmark and the day share."""
+    parser = argparse.ArgumentParser(description=doc.split("\n", 1)[0])
+    parser.add_argument("--chats", type=int, default=chats, help=chats_help)
     parser.add_argument("--seed", type=int, default=3, help="order of the sources")
     parser.add_argument(
         "--cache-ram",
@@ -434,18 +433,11 @@ def main() -> None:
         default=None,
         help="llama-server --cache-ram in MiB (default: the server's own default)",
     )
-    parser.add_argument(
-        "--day",
-        action="store_true",
-        help="a day: restart after 40 %% of the chats, new entity after 70 %%",
-    )
-    parser.add_argument(
-        "--gap",
-        type=float,
-        default=600,
-        help="--day: seconds from a restart or change to the next chat, at most",
-    )
-    args = parser.parse_args()
+    return parser
+
+
+def server_argv(cache_ram: int | None) -> list[str]:
+    """Quiet the logs, check the backends; return llama-server's command line."""
     logging.basicConfig(level=logging.ERROR)
     # The camera component (loaded by AI task) logs a traceback on hosts without
     # libturbojpeg; it says nothing about prompts.
@@ -453,14 +445,14 @@ def main() -> None:
     if not (QWEN.exists() and QWEN_TEMPLATE.exists()):
         sys.exit("backends missing: run scripts/setup")
     # 8192 tokens per slot: the Assist prompt of this home is ~5,500 tokens.
-    extra = [] if args.cache_ram is None else ["--cache-ram", str(args.cache_ram)]
-    argv = llama_argv(QWEN, *extra, ctx=16384, slots=2)
-    if args.day:
-        from prompt_cache_day import main_day  # noqa: PLC0415
+    extra = [] if cache_ram is None else ["--cache-ram", str(cache_ram)]
+    return llama_argv(QWEN, *extra, ctx=16384, slots=2)
 
-        main_day(argv, args.chats or 100, args.seed, args.gap)
-        return
-    plan = make_plan(10 if args.chats is None else args.chats, args.seed)
+
+def main() -> None:
+    args = arguments(__doc__, 10, "chats after the first (10)").parse_args()
+    argv = server_argv(args.cache_ram)
+    plan = make_plan(args.chats, args.seed)
     warm_ups: dict[str, list[WarmUp]] = {}
     with tempfile.TemporaryDirectory() as logs:
         for order in ("core", "local_voice"):

@@ -1,4 +1,4 @@
-"""A household's day for `prompt_cache.py --day`: restarts, a change, waits counted.
+"""Prompt cache over a household's day: restarts, a change, waits counted.
 
 100 new chats from 5 sources (4 satellites and the app), through core's `llama_cpp`
 and through local_voice, each on a freshly started llama-server with the benchmark's
@@ -16,6 +16,13 @@ change, where the next chat comes `--gap` seconds later (default 600: 100 chats 
 16 waking hours are 10 minutes apart), or as soon as local_voice's warm-ups are done
 if that is sooner (nothing else happens in between). How long those took here
 is printed: noticing the restart (the 30 s poll), the debounce, the warm-ups.
+
+The home, its sources and chats, and the server's flags are `prompt_cache.py`'s.
+
+    .venv/bin/python benchmarks/prompt_cache_day.py [--chats 100] [--seed 3] [--gap 600]
+
+The last line is `day_wait_ratio=<core / local_voice tokens evaluated while a chat
+waits>`.
 """
 
 from __future__ import annotations
@@ -35,11 +42,13 @@ from prompt_cache import (
     TEXTS,
     Chat,
     agent_entry,
+    arguments,
     conversation_agent,
     home_assistant,
     progress_line,
     response_timings,
     send_chat,
+    server_argv,
     setup_home,
 )
 
@@ -292,12 +301,24 @@ def _phase_of(request: Request, plan: list[Chat]) -> str:
     return plan[int(request.when.removeprefix("after #")) - 1].phase
 
 
-def main_day(argv: list[str], plan_chats: int, seed: int, gap: float) -> None:
-    """Run the day through both orders on fresh servers; print the report."""
-    plan = make_day_plan(plan_chats, seed)
+def main() -> None:
+    parser = arguments(__doc__, 100, "new chats (100)")
+    parser.add_argument(
+        "--gap",
+        type=float,
+        default=600,
+        help="seconds from a restart or change to the next chat, at most",
+    )
+    args = parser.parse_args()
+    argv = server_argv(args.cache_ram)
+    plan = make_day_plan(args.chats, args.seed)
     days: dict[str, Day] = {}
     with tempfile.TemporaryDirectory() as logs:
         for order in ORDERS:
             print(f"{order}: fresh llama-server: {' '.join(argv[3:])}", flush=True)
-            days[order] = asyncio.run(run_day(order, argv, Path(logs), plan, gap))
+            days[order] = asyncio.run(run_day(order, argv, Path(logs), plan, args.gap))
     report(plan, days)
+
+
+if __name__ == "__main__":
+    main()

@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.local_voice.const import (
-    CONF_MAX_TOKENS,
+from custom_components.local_voice.const import CONF_MAX_TOKENS, DOMAIN
+from custom_components.local_voice.server_checks import (
     CONVERSATION_ROOM_TOKENS,
-    DOMAIN,
+    context_for,
 )
-from custom_components.local_voice.server_checks import context_for
 from custom_components.local_voice.server_issues import issue_id
 from homeassistant.config_entries import SOURCE_HASSIO
 from homeassistant.const import CONF_API_KEY, CONF_PROMPT

@@ -1,4 +1,8 @@
-"""The text filter and sentence splitter for what goes to text-to-speech."""
+"""The text filter and sentence splitter for what goes to text-to-speech.
+
+The splitter's tests are here for both of its users: the integration and the
+kokoro add-on's server (its copy is checked by tests/addons/test_addon_copies.py).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,14 @@ import random
 
 import pytest
 
-from custom_components.local_voice.tts_input import (
-    SentenceSplitter,
-    SpeechFilter,
-    clean_for_speech,
-)
+from custom_components.local_voice.wyoming_client.sentences import SentenceSplitter
+from custom_components.local_voice.wyoming_client.speech_filter import SpeechFilter
+
+
+def clean_for_speech(text: str) -> str:
+    """Return what the filter releases for a whole text, fed at once."""
+    speech_filter = SpeechFilter()
+    return (speech_filter.feed(text) + speech_filter.finish()).strip()
 
 
 @pytest.mark.parametrize(
@@ -127,6 +134,21 @@ def test_filter_drops_code_blocks_across_deltas() -> None:
         ('"Hello." Then (aside.) End.', ['"Hello."', "Then (aside.)", "End."]),
         ("Wait… what?! Ok", ["Wait…", "what?!", "Ok"]),
         (". , !", []),
+        ("Prof. Oak is in. Ms. Joy too.", ["Prof. Oak is in.", "Ms. Joy too."]),
+        (
+            "Steps:\n1. Call Dr. Smith. 2. Open the door…\nDone\u3002OK",
+            ["Steps:", "1. Call Dr. Smith.", "2. Open the door…", "Done\u3002", "OK"],
+        ),
+        # CJK full stops end a sentence with no space after them, closing brackets
+        # stay with it.
+        (
+            "電気をつけました\u3002暖かいです\uff01本当\uff1f",
+            ["電気をつけました\u3002", "暖かいです\uff01", "本当\uff1f"],
+        ),
+        (
+            "\u300cはい\u3002\u300dと言った\u3002",
+            ["\u300cはい\u3002\u300d", "と言った\u3002"],
+        ),
     ],
 )
 def test_sentence_splitter(text: str, sentences: list[str]) -> None:
@@ -144,3 +166,33 @@ def test_sentence_splitter_streams() -> None:
     rooms = " hall and the long kitchen, the garage, the garden and the attic are off"
     assert splitter.feed(rooms) == ["The hall and the long kitchen, the garage,"]
     assert splitter.finish() == ["the garden and the attic are off"]
+
+
+def test_sentence_splitter_takes_deltas_that_end_inside_words() -> None:
+    """Deltas as streaming Wyoming clients send them: "21." may become "21.5"."""
+    splitter = SentenceSplitter()
+    chunks = [
+        "Turning on",
+        " the kitchen light.",
+        " The living",
+        " room is 21.",
+        "5 de",
+    ]
+    out = [splitter.feed(chunk, at_word_end=False) for chunk in chunks]
+    assert out == [[], [], ["Turning on the kitchen light."], [], []]
+    assert splitter.feed("grees! Anything", at_word_end=False) == [
+        "The living room is 21.5 degrees!"
+    ]
+    assert splitter.finish() == ["Anything"]
+    assert splitter.finish() == []
+
+
+def test_sentence_splitter_cuts_at_a_cjk_stop_at_once() -> None:
+    """A CJK sentence is out as soon as its full stop is: no space will follow."""
+    splitter = SentenceSplitter()
+    assert splitter.feed("キッチンの", at_word_end=False) == []
+    assert splitter.feed("電気をつけました\u3002", at_word_end=False) == [
+        "キッチンの電気をつけました\u3002"
+    ]
+    assert splitter.feed("リビングは", at_word_end=False) == []
+    assert splitter.finish() == ["リビングは"]

@@ -50,7 +50,7 @@ from .llama_server.client import LlamaServerClient, ServerProps
 from .llama_server.errors import InvalidAuth, LlamaServerError, NotLlamaServer
 from .llama_server.url import has_user_info, strip_user_info
 from .subentry_flow import LlamaSubentryFlow
-from .wyoming_client.connection import WyomingError
+from .wyoming_client.errors import WyomingError
 from .wyoming_client.server import WyomingServer, installed_programs
 
 NO_SERVICE_ERROR: Final = {SERVICE_ASR: "no_asr_service", SERVICE_TTS: "no_tts_service"}

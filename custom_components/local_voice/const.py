@@ -64,54 +64,18 @@ RECOMMENDED_AI_TASK_OPTIONS: Final = {
 
 # How often the servers are polled, so entities go unavailable and recover on their own.
 UPDATE_INTERVAL_SECONDS: Final = 30
-REQUEST_TIMEOUT_SECONDS: Final = 10
 
 # Speech
-# Audio the Wyoming ASR servers take: 16 kHz, 16-bit, mono PCM.
-SPEECH_RATE: Final = 16000
-SPEECH_WIDTH: Final = 2
-SPEECH_CHANNELS: Final = 1
 # TTS option: the speaker of a multi-speaker voice.
 ATTR_SPEAKER: Final = "speaker"
 # Stage timings of recent speech requests kept for diagnostics.
 SPEECH_TIMINGS_KEPT: Final = 20
-# No transcript this long after the end of audio: the ASR server is stuck.
-STT_TIMEOUT_SECONDS: Final = 30
-# No text from the conversation agent this long: the pipeline is gone; speak what came.
-TTS_TEXT_TIMEOUT_SECONDS: Final = 60
-# No audio this long after all the text was sent: the TTS server is stuck.
-TTS_AUDIO_TIMEOUT_SECONDS: Final = 30
-# One event (with its drain) not sent in this time: the Wyoming server stopped reading.
-WYOMING_WRITE_TIMEOUT_SECONDS: Final = 10
-# Audio formats taken from Home Assistant and from TTS servers; others are refused.
-AUDIO_RATE_RANGE: Final = (4000, 192000)
-AUDIO_WIDTHS: Final = (1, 2, 3, 4)
-AUDIO_CHANNELS: Final = (1, 2)
 
 # Conversation
 # Rounds of tool calls per user turn before the agent gives up and says so.
 MAX_TOOL_ITERATIONS: Final = 10
-# Longest silence while streaming an answer (a cold prompt on a slow CPU takes a while).
-STREAM_READ_TIMEOUT_SECONDS: Final = 300
-# Longest time one answer may take in all, and most bytes its stream may send
-# (keep-alive comments count): a server that never finishes cannot hold a turn.
-# The deadline leaves room for a cold prompt on a slow CPU (the idle timeout above).
-CHAT_ANSWER_DEADLINE_SECONDS: Final = 600
-CHAT_ANSWER_MAX_BYTES: Final = 8 * 1024 * 1024
-# Per-request llama-server timings (prompt_n, cache_n, ...) kept for diagnostics.
-CHAT_TIMINGS_KEPT: Final = 20
 # Tokens kept free for the answer when trimming history (at most a quarter of n_ctx).
 CONTEXT_ANSWER_RESERVE_MAX_FRACTION: Final = 4
-# A request that re-read at least this many tokens, more than it reused, found its
-# slot without the static prefix (the server restarted, or another client took the
-# slot): the agent then warms its other slots. Shorter prompts are not worth it.
-WARM_MIN_PROMPT_TOKENS: Final = 256
-# Repairs (server_checks.py): room a usual conversation needs in a slot besides the
-# static prefix (the context block, a few turns and a short answer), and how many
-# chats in a row must re-read a prefix their slot held before the cache is reported
-# broken (one alone is a restart, or another client that used the slot).
-CONVERSATION_ROOM_TOKENS: Final = 1024
-CACHE_MISSES_TO_REPORT: Final = 2
 # After a change to what an agent's static prefix is built from (exposed entities,
 # names, areas, tools), wait this long for more before warming: a rename in the UI or
 # an integration loading makes a burst of registry events.

@@ -24,7 +24,7 @@ from .llama_server.client import LlamaServerClient, ServerProps
 from .llama_server.errors import InvalidAuth, LlamaServerError
 from .llama_server.url import strip_user_info
 from .slots import SlotManager
-from .wyoming_client.connection import WyomingError
+from .wyoming_client.errors import WyomingError
 from .wyoming_client.server import WyomingServer
 
 type LlamaConfigEntry = ConfigEntry[LlamaServerData]
@@ -45,7 +45,7 @@ class LlamaServerData:
 class WyomingData:
     """A Wyoming entry's server, coordinator and recent request timings."""
 
-    client: WyomingServer
+    server: WyomingServer
     coordinator: WyomingCoordinator
     #: Per-request stage timings (STT time, time to first audio, audio length),
     #: newest last, shown in diagnostics so users can tune their set-up.

@@ -88,7 +88,7 @@ class WyomingEntity(CoordinatorEntity[WyomingCoordinator]):
     def __init__(self, data: WyomingData, service: str) -> None:
         """Name the device after the server (the entry's title)."""
         super().__init__(data.coordinator)
-        self.server = data.client
+        self.server = data.server
         self.timings = data.timings
         entry = data.coordinator.config_entry
         self._attr_unique_id = f"{entry.entry_id}-{service}"

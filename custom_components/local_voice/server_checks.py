@@ -13,9 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 import math
 
-from .const import CACHE_MISSES_TO_REPORT, CONVERSATION_ROOM_TOKENS
 from .llama_server.client import ServerProps
 from .slots import CacheMisses
+
+# Room a usual conversation needs in a slot besides the static prefix (the context
+# block, a few turns and a short answer).
+CONVERSATION_ROOM_TOKENS = 1024
+# Chats in a row that must re-read a prefix their slot held before the cache is
+# reported broken (one alone is a restart, or another client that used the slot).
+CACHE_MISSES_TO_REPORT = 2
 
 # A suggested context size is rounded up to a multiple of this.
 _CONTEXT_STEP = 1024

@@ -23,11 +23,17 @@ from datetime import UTC, datetime
 import logging
 from typing import Any
 
-from .const import CHAT_TIMINGS_KEPT, WARM_MIN_PROMPT_TOKENS
 from .llama_server.client import LlamaServerClient
 from .llama_server.errors import ContextOverflow, LlamaServerError
 
 _LOGGER = logging.getLogger(__name__)
+
+# Per-request llama-server timings (prompt_n, cache_n, ...) kept for diagnostics.
+CHAT_TIMINGS_KEPT = 20
+# A request that re-read at least this many tokens, more than it reused, found its
+# slot without the static prefix (the server restarted, or another client took the
+# slot): the agent then warms its other slots. Shorter prompts are not worth it.
+WARM_MIN_PROMPT_TOKENS = 256
 
 # The llama-server timings kept per request (prompt_n, cache_n, ...).
 REQUEST_TIMINGS = (

@@ -15,13 +15,17 @@ from homeassistant.components.stt.models import (
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import LOGGER, SERVICE_ASR, STT_TIMEOUT_SECONDS
+from .const import LOGGER, SERVICE_ASR
 from .coordinator import WyomingConfigEntry, WyomingData
 from .entity import WyomingEntity
 from .wyoming_client.audio import AudioFormat
-from .wyoming_client.connection import ServerUnreachable, WyomingError
+from .wyoming_client.errors import ServerUnreachable, WyomingError
 from .wyoming_client.server import installed_programs
-from .wyoming_client.transcription import Transcription, async_transcribe
+from .wyoming_client.transcription import (
+    STT_TIMEOUT_SECONDS,
+    Transcription,
+    async_transcribe,
+)
 
 PARALLEL_UPDATES = 0
 

@@ -31,15 +31,17 @@ from .const import (
     DOMAIN,
     LOGGER,
     SERVICE_TTS,
-    TTS_AUDIO_TIMEOUT_SECONDS,
-    TTS_TEXT_TIMEOUT_SECONDS,
 )
 from .coordinator import WyomingConfigEntry, WyomingData
 from .entity import WyomingEntity
 from .wyoming_client.audio import SPEECH_FORMAT, AudioFormat, wav_bytes
-from .wyoming_client.connection import ServerUnreachable, WyomingError
+from .wyoming_client.errors import ServerUnreachable, WyomingError
 from .wyoming_client.server import installed_programs
-from .wyoming_client.synthesis import Synthesis
+from .wyoming_client.synthesis import (
+    TTS_AUDIO_TIMEOUT_SECONDS,
+    TTS_TEXT_TIMEOUT_SECONDS,
+    Synthesis,
+)
 from .wyoming_client.synthesis_modes import (
     PerSentence,
     StreamingText,

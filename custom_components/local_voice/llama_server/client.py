@@ -20,17 +20,12 @@ from typing import Any
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
-from ..const import (
-    CHAT_ANSWER_DEADLINE_SECONDS,
-    CHAT_ANSWER_MAX_BYTES,
-    REQUEST_TIMEOUT_SECONDS,
-    STREAM_READ_TIMEOUT_SECONDS,
-)
 from .errors import (
     AnswerDeadline,
     AnswerTooLong,
     CannotConnect,
     ConnectionLost,
+    LlamaServerError,
     NotLlamaServer,
     ReadTimeout,
     StreamError,
@@ -41,6 +36,16 @@ from .sse import bounded_lines, check_chunk, iter_chat_chunks
 from .url import strip_user_info
 
 _LOGGER = logging.getLogger(__name__)
+
+# Every request but a chat: connecting, and the whole answer.
+REQUEST_TIMEOUT_SECONDS = 10
+# Longest silence while streaming an answer (a cold prompt on a slow CPU takes a while).
+STREAM_READ_TIMEOUT_SECONDS = 300
+# Longest time one answer may take in all, and most bytes its stream may send
+# (keep-alive comments count): a server that never finishes cannot hold a turn.
+# The deadline leaves room for a cold prompt on a slow CPU (the idle timeout above).
+CHAT_ANSWER_DEADLINE_SECONDS = 600
+CHAT_ANSWER_MAX_BYTES = 8 * 1024 * 1024
 
 CHAT_PATH = "/v1/chat/completions"
 # How a chat template reads the clock (to write today's date, or the time).
@@ -263,25 +268,32 @@ class LlamaServerClient:
                     # Close (not release) so the server sees the client go away.
                     resp.close()
                     raise
-        except TimeoutError as err:
+        except (aiohttp.ClientError, HttpProcessingError, ValueError, OSError) as err:
+            raise self._chat_error(err, deadline, seconds) from err
+
+    def _chat_error(
+        self, err: Exception, deadline: float, seconds: float
+    ) -> LlamaServerError:
+        """Return the error a failed chat raises; the first check that fits wins."""
+        if isinstance(err, TimeoutError):
             if asyncio.get_running_loop().time() >= deadline:
-                raise AnswerDeadline(
+                return AnswerDeadline(
                     f"{self.url}: no full answer in {seconds} s", seconds=seconds
-                ) from err
-            raise ReadTimeout(
+                )
+            return ReadTimeout(
                 f"{self.url}: no answer", seconds=STREAM_READ_TIMEOUT_SECONDS
-            ) from err
-        except (
-            aiohttp.ClientPayloadError,
-            aiohttp.ServerDisconnectedError,
-            ConnectionError,
-        ) as err:
-            raise ConnectionLost(f"{self.url}: {err!r}", error=repr(err)) from err
-        except aiohttp.ClientError as err:
-            raise self._cannot_connect(err) from err
-        except (HttpProcessingError, ValueError, OSError) as err:
-            # aiohttp's LineTooLong (an SSE line over its buffer), bad encodings...
-            raise StreamError(f"{self.url}: {err!r}", error=_short(err)) from err
+            )
+        if isinstance(
+            err,
+            aiohttp.ClientPayloadError
+            | aiohttp.ServerDisconnectedError
+            | ConnectionError,
+        ):
+            return ConnectionLost(f"{self.url}: {err!r}", error=repr(err))
+        if isinstance(err, aiohttp.ClientError):
+            return self._cannot_connect(err)
+        # aiohttp's LineTooLong (an SSE line over its buffer), bad encodings...
+        return StreamError(f"{self.url}: {err!r}", error=_short(err))
 
     async def async_prompt_timings(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Send a request for its prompt processing alone; return the timings."""

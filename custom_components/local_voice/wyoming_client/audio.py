@@ -8,14 +8,14 @@ import wave
 
 import audioop
 
-from ..const import (
-    AUDIO_CHANNELS,
-    AUDIO_RATE_RANGE,
-    AUDIO_WIDTHS,
-    SPEECH_CHANNELS,
-    SPEECH_RATE,
-    SPEECH_WIDTH,
-)
+# Audio the Wyoming ASR servers take: 16 kHz, 16-bit, mono PCM.
+SPEECH_RATE = 16000
+SPEECH_WIDTH = 2
+SPEECH_CHANNELS = 1
+# Audio formats taken from Home Assistant and from TTS servers; others are refused.
+AUDIO_RATE_RANGE = (4000, 192000)
+AUDIO_WIDTHS = (1, 2, 3, 4)
+AUDIO_CHANNELS = (1, 2)
 
 
 @dataclass(frozen=True, slots=True)

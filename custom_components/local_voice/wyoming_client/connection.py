@@ -15,27 +15,33 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 import json
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from wyoming.error import Error
 from wyoming.event import Event, async_write_event
 
-from ..const import REQUEST_TIMEOUT_SECONDS, WYOMING_WRITE_TIMEOUT_SECONDS
+from .errors import ServerErrorEvent, ServerUnreachable, WyomingError
 
-if TYPE_CHECKING:
-    from .server import WyomingServer
-
-
-class WyomingError(Exception):
-    """A Wyoming server could not be reached, failed, or answered nonsense."""
+# Connecting, and a whole describe -> info exchange.
+REQUEST_TIMEOUT_SECONDS = 10
+# One event (with its drain) not sent in this time: the Wyoming server stopped reading.
+WYOMING_WRITE_TIMEOUT_SECONDS = 10
 
 
-class ServerUnreachable(WyomingError):
-    """The server could not be reached: the entity should go unavailable."""
+class Address(Protocol):
+    """Where a connection goes (a `WyomingServer`); str() names it in errors.
 
+    A protocol rather than `WyomingServer` itself, which asks through a
+    connection: the two modules would import each other.
+    """
 
-class ServerErrorEvent(WyomingError):
-    """The server answered with a Wyoming error event."""
+    @property
+    def host(self) -> str:
+        """Host name or IP address."""
+
+    @property
+    def port(self) -> int:
+        """TCP port."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +68,7 @@ LIMITS = EventLimits()
 class Connection:
     """One TCP connection to a Wyoming server (Wyoming uses one per request)."""
 
-    def __init__(self, server: WyomingServer, limits: EventLimits = LIMITS) -> None:
+    def __init__(self, server: Address, limits: EventLimits = LIMITS) -> None:
         """Remember the server; connect with open()."""
         self.server = server
         self.limits = limits
@@ -204,7 +210,7 @@ class Connection:
         await self.close()
 
 
-def raise_for_error(server: WyomingServer, event: Event) -> None:
+def raise_for_error(server: Address, event: Event) -> None:
     """Raise ServerErrorEvent for a Wyoming error event."""
     if Error.is_type(event.type):
         error = Error.from_event(event)
@@ -213,7 +219,7 @@ def raise_for_error(server: WyomingServer, event: Event) -> None:
         )
 
 
-def parse[T](server: WyomingServer, parse_as: type[T], event: Event) -> T:
+def parse[T](server: Address, parse_as: type[T], event: Event) -> T:
     """Parse a known event; a malformed one is a WyomingError."""
     try:
         return parse_as.from_event(event)  # type: ignore[attr-defined,no-any-return]

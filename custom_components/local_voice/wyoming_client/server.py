@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from wyoming.info import AsrProgram, Describe, Info, TtsProgram
 
-from ..const import REQUEST_TIMEOUT_SECONDS, SERVICE_ASR
-from .connection import Connection, WyomingError, parse
+from .connection import REQUEST_TIMEOUT_SECONDS, Connection, parse
+from .errors import WyomingError
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,7 @@ class WyomingServer:
 
 
 def installed_programs(info: Info, service: str) -> list[AsrProgram] | list[TtsProgram]:
-    """Return the installed ASR or TTS programs of a server's info."""
-    if service == SERVICE_ASR:
+    """Return the installed programs of a service, "asr" or "tts" (Info's fields)."""
+    if service == "asr":
         return [program for program in info.asr if program.installed]
     return [program for program in info.tts if program.installed]

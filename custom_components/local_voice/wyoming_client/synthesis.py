@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 import contextlib
 from functools import partial
+import logging
 import time
 from typing import Any
 
@@ -26,19 +27,20 @@ from wyoming.tts import (
     SynthesizeVoice,
 )
 
-from ..const import LOGGER, TTS_AUDIO_TIMEOUT_SECONDS, TTS_TEXT_TIMEOUT_SECONDS
-from ..tts_input import SpeechFilter
 from .audio import AudioFormat, PcmConverter, format_problem
-from .connection import (
-    Connection,
-    ServerErrorEvent,
-    WyomingError,
-    parse,
-    raise_for_error,
-)
+from .connection import Connection, parse, raise_for_error
+from .errors import ServerErrorEvent, WyomingError
 from .server import WyomingServer
+from .speech_filter import SpeechFilter
 from .synthesis_modes import SynthesisMode
 from .synthesis_stats import SynthesisStats
+
+_LOGGER = logging.getLogger(__name__)
+
+# No text from the conversation agent this long: the pipeline is gone; speak what came.
+TTS_TEXT_TIMEOUT_SECONDS = 60
+# No audio this long after all the text was sent: the TTS server is stuck.
+TTS_AUDIO_TIMEOUT_SECONDS = 30
 
 
 class _Stopped(Exception):
@@ -159,7 +161,7 @@ class Synthesis:
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
-                    LOGGER.warning(
+                    _LOGGER.warning(
                         "No text for %s s while speaking on %s: saying what came",
                         self._text_timeout,
                         self.server,
@@ -254,7 +256,7 @@ class Synthesis:
             except ServerErrorEvent as err:
                 if got_audio or self.voice is None:
                     raise
-                LOGGER.warning(
+                _LOGGER.warning(
                     "%s; speaking with the server's default voice instead of %s",
                     err,
                     self.voice.name,
@@ -389,4 +391,4 @@ class Synthesis:
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for result in results:
             if isinstance(result, Exception) and not isinstance(result, WyomingError):
-                LOGGER.debug("Speech task on %s ended with %r", self.server, result)
+                _LOGGER.debug("Speech task on %s ended with %r", self.server, result)

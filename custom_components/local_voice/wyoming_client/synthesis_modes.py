@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Protocol
 
-from ..tts_input import SentenceSplitter
+from .sentences import SentenceSplitter
 
 
 class TextPieces(Protocol):

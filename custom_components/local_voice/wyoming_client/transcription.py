@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Coroutine
 from dataclasses import dataclass
 import time
+from typing import Any
 
 from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 
-from ..const import SPEECH_CHANNELS, SPEECH_RATE, SPEECH_WIDTH, STT_TIMEOUT_SECONDS
-from .audio import SPEECH_FORMAT, AudioFormat, PcmConverter, strip_wav_header
-from .connection import Connection, WyomingError, parse, raise_for_error
+from .audio import (
+    SPEECH_CHANNELS,
+    SPEECH_FORMAT,
+    SPEECH_RATE,
+    SPEECH_WIDTH,
+    AudioFormat,
+    PcmConverter,
+    strip_wav_header,
+)
+from .connection import Connection, parse, raise_for_error
+from .errors import WyomingError
 from .server import WyomingServer
+
+# No transcript this long after the end of audio: the ASR server is stuck.
+STT_TIMEOUT_SECONDS = 30
 
 
 @dataclass(slots=True)
@@ -36,31 +48,93 @@ async def async_transcribe(
     transcript_timeout: float = STT_TIMEOUT_SECONDS,
 ) -> Transcription:
     """Stream audio to the ASR server as it arrives; return its transcript."""
-    connection = Connection(server)
-    await connection.open()
-    converter = PcmConverter(audio_format, SPEECH_FORMAT)
-    audio_bytes = 0
-    audio_stopped: float | None = None
+    upload = _Upload(PcmConverter(audio_format, SPEECH_FORMAT))
+    async with Connection(server) as connection:
+        await connection.write(Transcribe(language=language).event())
+        await connection.write(
+            AudioStart(
+                rate=SPEECH_RATE, width=SPEECH_WIDTH, channels=SPEECH_CHANNELS
+            ).event()
+        )
+        transcript = await _upload_and_receive(
+            connection, upload.send(connection, stream), transcript_timeout
+        )
+    end = time.monotonic()
+    return Transcription(
+        text=transcript.text,
+        language=transcript.language,
+        audio_seconds=upload.audio_bytes / SPEECH_FORMAT.bytes_per_second,
+        stt_seconds=end - upload.stopped if upload.stopped is not None else 0.0,
+    )
 
-    async def upload() -> None:
-        nonlocal audio_bytes, audio_stopped
+
+async def _upload_and_receive(
+    connection: Connection, upload: Coroutine[Any, Any, None], transcript_timeout: float
+) -> Transcript:
+    """Upload while reading; the transcript comes in time after the audio's end.
+
+    A failed upload raises, unless the server's answer (an error event, which
+    explains more) comes within a second.
+    """
+    server = connection.server
+    upload_task = asyncio.create_task(upload, name="local_voice stt upload")
+    receive_task = asyncio.create_task(
+        _receive(connection), name="local_voice stt receive"
+    )
+    try:
+        await asyncio.wait(
+            (upload_task, receive_task), return_when=asyncio.FIRST_COMPLETED
+        )
+        if not receive_task.done() and upload_task.exception() is not None:
+            await asyncio.wait((receive_task,), timeout=1)
+            if not receive_task.done():
+                upload_task.result()
+        try:
+            async with asyncio.timeout(transcript_timeout):
+                return await receive_task
+        except TimeoutError as err:
+            raise WyomingError(
+                f"{server} sent no transcript within {transcript_timeout} s"
+                " after the audio"
+            ) from err
+    finally:
+        for task in (upload_task, receive_task):
+            task.cancel()
+        await asyncio.gather(upload_task, receive_task, return_exceptions=True)
+
+
+async def _receive(connection: Connection) -> Transcript:
+    """Read events until the transcript; an error event or a close raises."""
+    server = connection.server
+    while True:
+        event = await connection.read()
+        if event is None:
+            raise WyomingError(f"{server} closed the connection before the transcript")
+        raise_for_error(server, event)
+        if Transcript.is_type(event.type):
+            return parse(server, Transcript, event)
+
+
+@dataclass(slots=True)
+class _Upload:
+    """The audio side: a WAV header dropped, the rest converted, counted and sent."""
+
+    converter: PcmConverter
+    audio_bytes: int = 0
+    #: When audio-stop was sent.
+    stopped: float | None = None
+    _header_pending: bytes = b""
+    _header_done: bool = False
+
+    async def send(self, connection: Connection, stream: AsyncIterable[bytes]) -> None:
+        """Send the audio as it arrives, then audio-stop."""
         iterator = aiter(stream)
-        header_pending = b""
-        header_done = False
         try:
             async for received in iterator:
-                data = received
-                if not header_done:
-                    data, header_done = strip_wav_header(header_pending + data)
-                    if not header_done:
-                        header_pending = data
-                        if len(header_pending) < 4096:
-                            continue
-                        header_done = True  # not a header we understand: audio
-                pcm = converter.convert(data)
+                pcm = self.converter.convert(self._without_header(received))
                 if not pcm:
                     continue
-                audio_bytes += len(pcm)
+                self.audio_bytes += len(pcm)
                 await connection.write(
                     AudioChunk(
                         rate=SPEECH_RATE,
@@ -70,59 +144,20 @@ async def async_transcribe(
                     ).event()
                 )
             await connection.write(AudioStop().event())
-            audio_stopped = time.monotonic()
+            self.stopped = time.monotonic()
         finally:
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
                 await aclose()
 
-    async def receive() -> Transcript:
-        while True:
-            event = await connection.read()
-            if event is None:
-                raise WyomingError(
-                    f"{server} closed the connection before the transcript"
-                )
-            raise_for_error(server, event)
-            if Transcript.is_type(event.type):
-                return parse(server, Transcript, event)
-
-    try:
-        await connection.write(Transcribe(language=language).event())
-        await connection.write(
-            AudioStart(
-                rate=SPEECH_RATE, width=SPEECH_WIDTH, channels=SPEECH_CHANNELS
-            ).event()
-        )
-        upload_task = asyncio.create_task(upload(), name="local_voice stt upload")
-        receive_task = asyncio.create_task(receive(), name="local_voice stt receive")
-        try:
-            await asyncio.wait(
-                (upload_task, receive_task), return_when=asyncio.FIRST_COMPLETED
-            )
-            if not receive_task.done() and upload_task.exception() is not None:
-                # The server's own answer (an error event) explains more.
-                await asyncio.wait((receive_task,), timeout=1)
-                if not receive_task.done():
-                    upload_task.result()
-            try:
-                async with asyncio.timeout(transcript_timeout):
-                    transcript = await receive_task
-            except TimeoutError as err:
-                raise WyomingError(
-                    f"{server} sent no transcript within {transcript_timeout} s"
-                    " after the audio"
-                ) from err
-        finally:
-            for task in (upload_task, receive_task):
-                task.cancel()
-            await asyncio.gather(upload_task, receive_task, return_exceptions=True)
-    finally:
-        await connection.close()
-    end = time.monotonic()
-    return Transcription(
-        text=transcript.text,
-        language=transcript.language,
-        audio_seconds=audio_bytes / SPEECH_FORMAT.bytes_per_second,
-        stt_seconds=end - audio_stopped if audio_stopped is not None else 0.0,
-    )
+    def _without_header(self, data: bytes) -> bytes:
+        """Return the audio in `data`; hold what may still be a WAV header."""
+        if self._header_done:
+            return data
+        data, self._header_done = strip_wav_header(self._header_pending + data)
+        if not self._header_done:
+            self._header_pending = data
+            if len(data) < 4096:
+                return b""
+            self._header_done = True  # not a header we understand: audio
+        return data

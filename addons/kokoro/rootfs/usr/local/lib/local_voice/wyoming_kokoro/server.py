@@ -33,7 +33,7 @@ from wyoming.tts import (
     SynthesizeVoice,
 )
 
-from .sentences import SentenceSplitter, split_sentences
+from .sentences import SentenceSplitter
 from .synthesizer import find_language, voice_language
 
 if TYPE_CHECKING:
@@ -123,17 +123,21 @@ class KokoroEventHandler(AsyncEventHandler):
         elif SynthesizeChunk.is_type(event.type):
             if self._stream is None:
                 return  # a chunk outside a stream has nothing to belong to
-            for sentence in self._stream.add(SynthesizeChunk.from_event(event).text):
+            text = SynthesizeChunk.from_event(event).text
+            # A delta may end inside a word ("3." of "3.5").
+            for sentence in self._stream.feed(text, at_word_end=False):
                 await self._speak([sentence], *self._stream_voice)
         elif SynthesizeStop.is_type(event.type):
-            if self._stream is not None and (rest := self._stream.finish()):
-                await self._speak([rest], *self._stream_voice)
+            for sentence in self._stream.finish() if self._stream else []:
+                await self._speak([sentence], *self._stream_voice)
             self._stream = None
             await self.write_event(SynthesizeStopped().event())
         elif Synthesize.is_type(event.type) and self._stream is None:
             synthesize = Synthesize.from_event(event)
+            splitter = SentenceSplitter()
             await self._speak(
-                split_sentences(synthesize.text), *self.pick_voice(synthesize.voice)
+                splitter.feed(synthesize.text) + splitter.finish(),
+                *self.pick_voice(synthesize.voice),
             )
 
     def pick_voice(self, requested: SynthesizeVoice | None) -> tuple[str, Language]:

@@ -1,13 +1,10 @@
-"""Text fit for speech: a streaming filter and a sentence splitter for TTS input.
+"""Text fit for speech: a streaming filter for what goes to text-to-speech.
 
 Only what goes to text-to-speech passes through here; the chat log keeps the
 original text. The filter drops what should not be read aloud (markdown markup,
 emoji, URLs, code) and works on a stream of LLM text deltas: it releases text at
 word boundaries as soon as no markdown construct is left open, so feeding a text
 in one piece or in any number of deltas gives the same result.
-
-The sentence splitter cuts the filtered text at sentence ends, so a TTS server
-that cannot stream text can still start speaking after the first sentence.
 """
 
 from __future__ import annotations
@@ -235,97 +232,3 @@ class SpeechFilter:
         self._line_last = ""
         self._pending_space = False
         return ending
-
-
-def clean_for_speech(text: str) -> str:
-    """Return a whole text fit for speech (lines joined by newlines)."""
-    speech_filter = SpeechFilter()
-    return (speech_filter.feed(text) + speech_filter.finish()).strip()
-
-
-# Words whose full stop does not end a sentence.
-_ABBREVIATIONS = frozenset(
-    {"dr", "mr", "mrs", "ms", "st", "vs", "etc", "e.g", "i.e", "approx", "jr", "sr"}
-)
-_SENTENCE_END_RE = re.compile("[.!?…]+[\"'\u201d\u2019)\\]]*")
-_SOFT_BREAK_RE = re.compile(r"[,;:](?=\s)")
-
-
-class SentenceSplitter:
-    """Cut filtered text into sentences as it streams in.
-
-    A sentence ends at ., !, ? or … followed by whitespace (or by the end of
-    what the filter released, which is always a word end), or at a line end.
-    Abbreviations, initials and list numbers ("1.") do not end a sentence.
-    A sentence longer than max_chars is cut at a comma, or at a space.
-    """
-
-    def __init__(self, max_chars: int = 250) -> None:
-        """Start empty."""
-        self._buffer = ""
-        self._max_chars = max_chars
-
-    def feed(self, text: str, at_word_end: bool = True) -> list[str]:
-        """Add filtered text; return the sentences that are complete."""
-        self._buffer += text
-        return self._split(at_word_end)
-
-    def finish(self) -> list[str]:
-        """End of the stream: return the last sentences."""
-        sentences = self._split(at_word_end=True)
-        if rest := self._buffer.strip():
-            sentences.append(rest)
-        self._buffer = ""
-        return [sentence for sentence in sentences if _speakable(sentence)]
-
-    def _split(self, at_word_end: bool) -> list[str]:
-        sentences: list[str] = []
-        while True:
-            cut = self._find_cut(at_word_end)
-            if cut is None:
-                break
-            sentence, self._buffer = self._buffer[:cut], self._buffer[cut:].lstrip()
-            if _speakable(sentence):
-                sentences.append(sentence.strip())
-        return sentences
-
-    def _find_cut(self, at_word_end: bool) -> int | None:
-        text = self._buffer
-        newline = text.find("\n")
-        limit = newline if newline >= 0 else len(text)
-        for match in _SENTENCE_END_RE.finditer(text, 0, limit):
-            end = match.end()
-            followed = text[end : end + 1]
-            if not (followed.isspace() or (at_word_end and end == len(text))):
-                continue
-            if not self._is_abbreviation(text[: match.start()]):
-                return end
-        if newline >= 0:
-            return newline + 1
-        if len(text) <= self._max_chars:
-            return None
-        head = text[: self._max_chars]
-        soft = [m.end() for m in _SOFT_BREAK_RE.finditer(head) if m.end() >= 40]
-        if soft:
-            return soft[-1]
-        space = head.rfind(" ")
-        return space + 1 if space > 0 else self._max_chars
-
-    @staticmethod
-    def _is_abbreviation(before: str) -> bool:
-        """Return True if the full stop after `before` belongs to a word."""
-        line = before.rsplit("\n", 1)[-1]
-        word = line.rsplit(None, 1)[-1] if line.strip() else ""
-        if not word:
-            return False
-        if word.lower() in _ABBREVIATIONS:
-            return True
-        if len(word) == 1 and word.isalpha():
-            return True  # an initial: "J. R. R. Tolkien"
-        # A list number at the start of a line: "1. Turn on the light".
-        return word.isdigit() and line.strip() == word
-
-
-def _speakable(text: str) -> bool:
-    """Return True if the text has anything a voice would say."""
-    return any(char.isalnum() for char in text)
