@@ -4,7 +4,7 @@ Protocol code (the llama-server and Wyoming clients, the slot manager, the serve
 checks) imports nothing from Home Assistant, not even through another module; no
 import cycles anywhere (the integration, benchmarks, scripts and tests); no module
 over about 400 lines and no function over 60 in the integration; no module-level
-state. What the turn-loop work has yet to split is listed, and must leave the list.
+state.
 
 Every import counts, also one made inside a function or only for type checking:
 the modules still depend on each other. A package's `__init__` is left out as an
@@ -43,16 +43,6 @@ PROTOCOL = {
 }
 #: The longest a function in the integration may be.
 MAX_FUNCTION_LINES = 60
-# To be split by the turn-loop work (another change is rewriting these files): each
-# entry must go once it is gone; a stale entry fails.
-LONG_FUNCTIONS_FOR_NOW = {
-    "llm_entity.LocalVoiceLLMEntity._async_handle_chat_log",  # 70 lines
-    "messages.build_messages",  # 69
-}
-CYCLES_FOR_NOW = {
-    # turn.py names the entity it serves, for type checking only.
-    frozenset({PREFIX + "llm_entity", PREFIX + "turn"}),
-}
 
 
 @pytest.fixture(autouse=True)
@@ -130,9 +120,7 @@ def test_no_import_cycles() -> None:
         for module, chain in _chains(name).items()
         if name in _imports(module)[0]
     }
-    new = [" -> ".join(cycles[modules]) for modules in cycles.keys() - CYCLES_FOR_NOW]
-    assert not new, "\n".join(new)
-    assert CYCLES_FOR_NOW - cycles.keys() == set(), "gone now: take off the list"
+    assert not cycles, "\n".join(" -> ".join(chain) for chain in cycles.values())
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
@@ -166,8 +154,7 @@ def test_functions_are_short() -> None:
         for name, node in functions.items()
         if (node.end_lineno or node.lineno) - node.lineno + 1 > MAX_FUNCTION_LINES
     }
-    assert long - LONG_FUNCTIONS_FOR_NOW == set(), "split these into their steps"
-    assert LONG_FUNCTIONS_FOR_NOW - long == set(), "short now: take off the list"
+    assert long == set(), "split these into their steps"
 
 
 def test_no_module_level_state() -> None:

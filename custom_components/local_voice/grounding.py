@@ -297,19 +297,34 @@ def match(query: list[str], everything: list[Exposed], domain: str | None) -> Gr
     return _fit_of([e for score, e in scored if score == top], query, everything)
 
 
+def known(word: str, everything: list[Exposed]) -> bool:
+    """Return True when some exposed entity's name, place or kind has the word."""
+    return _domain_of(word) is not None or any(
+        any(similar(word, other) for other in e.name_words | e.place_words)
+        for e in everything
+    )
+
+
 def _call_words(args: Mapping[str, Any], everything: list[Exposed]) -> list[str]:
-    """Words of a call's target, an area's only when no exposed entity is in it."""
+    """Words of a call's target: a place it guessed is left out, unless a name."""
     found: list[str] = []
     for key in ("name", "area", "floor"):
         value = args.get(key)
         if not isinstance(value, str):
             continue
-        if key != "name" and any(
-            value.casefold() in (p.casefold() for p in e.places) for e in everything
+        said = words(value)
+        if key != "name" and not any(
+            any(similar(w, n) for n in e.name_words) for w in said for e in everything
         ):
-            continue
-        found += words(value)
+            continue  # a real place only narrows; a guessed one names nothing
+        found += said
     return found
+
+
+def said_words(utterance: Utterance, everything: list[Exposed]) -> list[str]:
+    """Return the user's words, less a place they named that the home lacks."""
+    guessed = {w for w in utterance.place_words if not known(w, everything)}
+    return [word for word in utterance.words if word not in guessed]
 
 
 def _call_domain(args: Mapping[str, Any]) -> str | None:
@@ -330,7 +345,7 @@ def ground(
     """
     everything = exposed_entities(hass)
     domain = _call_domain(args)
-    said = match(utterance.words, everything, domain)
+    said = match(said_words(utterance, everything), everything, domain)
     if isinstance(said, Fit):
         return said
     called = match(_call_words(args, everything), everything, domain)

@@ -43,7 +43,7 @@ from .request import (
     warm_up_request,
 )
 from .slots import Prefix
-from .turn import ChatTurn
+from .turn import Build, ChatTurn
 from .turn_guards import CallGuard
 
 
@@ -203,16 +203,45 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
             attachments = await self._async_attachments(chat_log)
         except AgentError as err:
             return err
-        options = self.subentry.data
         slot = self.slots.slot_for(self.subentry.subentry_id, llm_context.device_id)
         base = request_options(
-            options,
+            self.subentry.data,
             parts,
             slot,
             llm_api=chat_log.llm_api,
             structure_name=structure_name,
             structure=structure,
         )
+        history, build = self._request_builder(chat_log, parts, base, attachments)
+        turn = ChatTurn(
+            self,
+            chat_log,
+            parts,
+            slot,
+            build,
+            lambda: len(history()),
+            CallGuard(
+                self.hass,
+                chat_log,
+                llm_context.language or self.hass.config.language,
+                device_id=llm_context.device_id,
+                active=voice_turn,
+            ),
+            action_ends_turn=bool(self.subentry.data.get(CONF_ACTION_ENDS_TURN, True)),
+        )
+        if (error := await turn.async_run(max_iterations)) is not None:
+            return self._failed(error)
+        return None
+
+    def _request_builder(
+        self,
+        chat_log: conversation.ChatLog,
+        parts: PromptParts,
+        base: dict[str, Any],
+        attachments: list[dict[str, Any]],
+    ) -> tuple[Callable[[], list[list[conversation.Content]]], Build]:
+        """Return the turns to send, and the request with the oldest `drop` left out."""
+        options = self.subentry.data
         max_history = int(options.get(CONF_MAX_HISTORY) or 0)
         send_reasoning = bool(options.get(CONF_SEND_REASONING, False))
 
@@ -231,25 +260,7 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
             # Messages first: the body's bytes too are the same up to the context.
             return {"messages": messages, **base}
 
-        turn = ChatTurn(
-            self,
-            chat_log,
-            parts,
-            slot,
-            build,
-            lambda: len(history()),
-            CallGuard(
-                self.hass,
-                chat_log,
-                llm_context.language or self.hass.config.language,
-                device_id=llm_context.device_id,
-                active=voice_turn,
-            ),
-            action_ends_turn=bool(options.get(CONF_ACTION_ENDS_TURN, True)),
-        )
-        if (error := await turn.async_run(max_iterations)) is not None:
-            return self._failed(error)
-        return None
+        return history, build
 
     def _failed(self, err: TurnError) -> TurnError:
         """Log a failed request; re-check the server when it may be down."""

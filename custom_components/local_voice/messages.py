@@ -42,6 +42,47 @@ def turns(content: Sequence[conversation.Content]) -> list[list[conversation.Con
     return grouped
 
 
+def _user_message(
+    text: str,
+    context: str,
+    attachments: Sequence[dict[str, Any]],
+    *,
+    newest: bool,
+) -> dict[str, Any]:
+    """Return a user message; the newest carries the context block and images."""
+    if not newest:
+        return {"role": "user", "content": text}
+    text = with_context(text, context)
+    if attachments:
+        return {
+            "role": "user",
+            "content": [{"type": "text", "text": text}, *attachments],
+        }
+    return {"role": "user", "content": text}
+
+
+def _assistant_message(
+    item: conversation.AssistantContent, send_reasoning: bool
+) -> dict[str, Any]:
+    """Return an assistant message with its tool calls (and reasoning, if sent)."""
+    message: dict[str, Any] = {"role": "assistant", "content": item.content or ""}
+    if item.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {
+                    "name": call.tool_name,
+                    "arguments": json_dumps(call.tool_args),
+                },
+            }
+            for call in item.tool_calls
+        ]
+    if send_reasoning and item.thinking_content:
+        message["reasoning_content"] = item.thinking_content
+    return message
+
+
 def build_messages(
     system: str,
     context: str,
@@ -66,39 +107,13 @@ def build_messages(
     )
     for index, item in enumerate(flat):
         if isinstance(item, conversation.UserContent):
-            text = item.content
-            if index == newest_user:
-                text = with_context(text, context)
-                if attachments:
-                    messages.append(
-                        {
-                            "role": "user",
-                            "content": [{"type": "text", "text": text}, *attachments],
-                        }
-                    )
-                    continue
-            messages.append({"role": "user", "content": text})
+            newest = index == newest_user
+            messages.append(
+                _user_message(item.content, context, attachments, newest=newest)
+            )
         elif isinstance(item, conversation.AssistantContent):
-            message: dict[str, Any] = {
-                "role": "assistant",
-                "content": item.content or "",
-            }
-            if item.tool_calls:
-                message["tool_calls"] = [
-                    {
-                        "id": call.id,
-                        "type": "function",
-                        "function": {
-                            "name": call.tool_name,
-                            "arguments": json_dumps(call.tool_args),
-                        },
-                    }
-                    for call in item.tool_calls
-                ]
-            if send_reasoning and item.thinking_content:
-                message["reasoning_content"] = item.thinking_content
             if item.content or item.tool_calls:
-                messages.append(message)
+                messages.append(_assistant_message(item, send_reasoning))
         elif isinstance(item, conversation.ToolResultContent):
             messages.append(
                 {

@@ -19,12 +19,14 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from homeassistant.components import conversation
+from homeassistant.core import HomeAssistant
 
 from .const import LOGGER
 from .grounding import Ambiguous, Fit, NotFound, labels
+from .llama_server.client import LlamaServerClient
 from .llama_server.deltas import DeltaTransformer, ToolCallBuilder
 from .llama_server.errors import (
     ContextOverflow,
@@ -50,14 +52,42 @@ from .turn_guards import (
     round_calls,
 )
 
-if TYPE_CHECKING:
-    from .llm_entity import LocalVoiceLLMEntity
-
 # From this round on (counted from 0) the model answers in words; a question's
 # second round already does.
 ANSWER_ROUND = 2
 
 type Build = Callable[[int], dict[str, Any]]
+
+
+class TurnAgent(Protocol):
+    """What a turn needs of the entity it answers for (llm_entity.py)."""
+
+    hass: HomeAssistant
+    client: LlamaServerClient
+
+    async def async_fit(
+        self, build: Build, n_turns: int, drop: int
+    ) -> tuple[dict[str, Any], int]:
+        """Build the first request, oldest turns dropped until it fits."""
+
+    async def async_add_deltas(
+        self, chat_log: conversation.ChatLog, delta: dict[str, Any]
+    ) -> None:
+        """Add one assistant delta of the agent's own."""
+
+    async def async_stream_deltas(
+        self, chat_log: conversation.ChatLog, deltas: AsyncIterator[dict[str, Any]]
+    ) -> None:
+        """Stream deltas into the chat log (which runs their tool calls)."""
+
+    def record_request(
+        self,
+        slot: int,
+        parts: PromptParts,
+        transformer: DeltaTransformer,
+        first_token_ms: float,
+    ) -> None:
+        """Tell the slot manager what a request read and how fast it answered."""
 
 
 @dataclass(slots=True)
@@ -72,7 +102,7 @@ class Round:
 class ChatTurn:
     """The rounds of one user turn, and what they carry from one to the next."""
 
-    entity: LocalVoiceLLMEntity
+    entity: TurnAgent
     chat_log: conversation.ChatLog
     parts: PromptParts
     slot: int

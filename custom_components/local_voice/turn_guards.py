@@ -35,6 +35,7 @@ from .grounding import (
     ground,
     match,
     others_like,
+    said_words,
     with_target,
 )
 from .request import AgentError, async_agent_text
@@ -204,7 +205,8 @@ class CallGuard:
 
     def said(self) -> Fit | None:
         """Return what the user's words name clearly (in the satellite's area)."""
-        found = match(self.utterance.words, exposed_entities(self.hass), None)
+        everything = exposed_entities(self.hass)
+        found = match(said_words(self.utterance, everything), everything, None)
         if isinstance(found, Ambiguous):
             return found.in_area(self.area)
         return found if isinstance(found, Fit) else None

@@ -12,6 +12,7 @@ only the question mark and the user's device names (grounding.py) are used.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import itertools
 import re
 
 _WORD = re.compile(r"[\w']+")
@@ -78,6 +79,7 @@ _BACK_REFERENCES = frozenset(
     {"it", "that", "this", "them", "those", "these", "again", "same"}
 )
 _OTHER = frozenset({"other", "another"})
+_PLACE_PREPOSITIONS = frozenset({"in", "at", "upstairs", "downstairs"})
 
 
 def words(text: str) -> list[str]:
@@ -95,6 +97,16 @@ class Utterance:
     def words(self) -> list[str]:
         """The message's words, lower case."""
         return words(self.text)
+
+    @property
+    def place_words(self) -> set[str]:
+        """Words naming where ("in the office"): the user may guess a place."""
+        found = [word for word in self.words if word != "the"]
+        return {
+            word
+            for before, word in itertools.pairwise(found)
+            if before in _PLACE_PREPOSITIONS
+        }
 
     @property
     def is_question(self) -> bool:
