@@ -21,7 +21,7 @@ from custom_components.local_voice.llama_server.errors import (
 )
 from custom_components.local_voice.llama_server.reasoning import ThinkSplitter
 from custom_components.local_voice.llama_server.sse import iter_chat_chunks
-from custom_components.local_voice.llama_server.tool_arguments import (
+from custom_components.local_voice.tool_arguments import (
     ToolArgumentsError,
     drop_copied_enums,
     drop_unknown_arguments,

@@ -25,15 +25,15 @@ from homeassistant.util import ulid as ulid_util
 
 from .const import LOGGER
 from .llama_server.deltas import ToolCallBuilder
-from .llama_server.tool_arguments import (
+from .prompt import PromptParts
+from .request import AgentError
+from .tool_arguments import (
     ToolArgumentsError,
     drop_copied_enums,
     drop_unknown_arguments,
     parse_tool_arguments,
     resolve_tool_name,
 )
-from .prompt import PromptParts
-from .request import AgentError
 
 
 def _refusal(call_id: str, name: str, raw: str, problem: Exception) -> dict[str, Any]:

@@ -34,9 +34,9 @@ from .llama_server.errors import (
     TruncatedStream,
     UnparsableToolCall,
 )
-from .llama_server.tool_arguments import looks_like_sentence, tool_call_in_text
 from .prompt import PromptParts
 from .request import AgentError, TurnError, async_agent_text
+from .tool_arguments import looks_like_sentence, tool_call_in_text
 from .tool_calls import (
     done_calls,
     failed_calls,
