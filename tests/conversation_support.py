@@ -276,7 +276,8 @@ class FakeLlama:
         app.router.add_get("/v1/models", models)
         app.router.add_get("/props", get_props)
         app.router.add_post("/v1/chat/completions", chat)
-        self._runner = web.AppRunner(app, access_log=None)
+        # A handler is cancelled when the client goes away, as llama-server stops.
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
         return self

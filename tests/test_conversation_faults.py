@@ -28,6 +28,7 @@ from custom_components.local_voice.const import (
     UPDATE_INTERVAL_SECONDS,
 )
 from custom_components.local_voice.llama_server import client as llama_client
+from custom_components.local_voice.llama_server.sse import CHAT_TOKEN_MARGIN
 from homeassistant.components import conversation
 from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.const import CONF_API_KEY, CONF_LLM_HASS_API, STATE_UNAVAILABLE
@@ -242,7 +243,7 @@ def _endless(event: bytes, pause: float = 0.005) -> Handler:
             {"CHAT_ANSWER_DEADLINE_SECONDS": 0.4},
             "took longer than 0.4 seconds to answer, so I stopped it",
         ),
-        (  # keep-alive comments only: the idle timeout never fires
+        (  # keep-alive comments only: the deadline comes before the data gap
             b": keep-alive\n\n",
             {"CHAT_ANSWER_DEADLINE_SECONDS": 0.4},
             "took longer than 0.4 seconds to answer, so I stopped it",
@@ -292,6 +293,79 @@ async def test_over_long_sse_line(hass: HomeAssistant, fake: list[FakeLlama]) ->
     partial = chat_log_of(hass, result.conversation_id).content[-2]
     assert isinstance(partial, conversation.AssistantContent)
     assert (partial.content or "").startswith("Alice")
+
+
+# --- a voice turn's bounds: token budget, data gaps (loopback fake) ----------------
+
+_AND = b'data: {"choices":[{"index":0,"delta":{"content":" and"}}]}\n\n'
+
+
+def _comments_only() -> Handler:
+    """Answer with keep-alive comments from the start, never any data."""
+
+    async def handler(request: web.Request, _: dict[str, Any]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        with suppress(ConnectionError):
+            while True:
+                await response.write(b": keep-alive\n\n")
+                await asyncio.sleep(0.005)
+        return response
+
+    return handler
+
+
+def _silent() -> Handler:
+    """Accept the request and send nothing, not even the headers, until it is gone."""
+
+    async def handler(_: web.Request, __: dict[str, Any]) -> web.StreamResponse:
+        await asyncio.Event().wait()  # cancelled when the client closes
+        raise AssertionError
+
+    return handler
+
+
+async def test_stream_past_max_tokens(
+    hass: HomeAssistant, fake: list[FakeLlama]
+) -> None:
+    """A server that ignores max_tokens is stopped at it, in seconds, not at 600 s."""
+    server = await _fake(hass, fake, _endless(_AND))
+    await setup_entry(hass, llama_entry(server.url, CHAT))
+    async with asyncio.timeout(10):
+        result = await converse(hass, "Say hello to Alice")
+    _assert_error(result, "kept talking past its limit of 48 tokens, so I stopped it")
+    partial = chat_log_of(hass, result.conversation_id).content[-2]
+    assert isinstance(partial, conversation.AssistantContent)
+    assert (partial.content or "").startswith("Alice")  # the words said stay
+    assert 48 <= (partial.content or "").count(" and") <= 48 + CHAT_TOKEN_MARGIN
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        # data, then keep-alive comments only: the gap after the first data
+        (_endless(b": keep-alive\n\n"), "gave no answer for 0.3 seconds"),
+        # comments from the start: the wait for the first data (the prompt read)
+        (_comments_only(), "gave no answer for 0.5 seconds"),
+        # not even the headers (llama-server sends them after the prompt read)
+        (_silent(), "gave no answer for 0.5 seconds"),
+    ],
+)
+async def test_keep_alives_are_not_data(
+    hass: HomeAssistant,
+    fake: list[FakeLlama],
+    monkeypatch: pytest.MonkeyPatch,
+    answer: Handler,
+    expected: str,
+) -> None:
+    """Comments keep no turn alive: the data gap and first-data wait end it."""
+    monkeypatch.setattr(llama_client, "STREAM_FIRST_DATA_SECONDS", 0.5)
+    monkeypatch.setattr(llama_client, "STREAM_DATA_GAP_SECONDS", 0.3)
+    server = await _fake(hass, fake, answer)
+    await setup_entry(hass, llama_entry(server.url, CHAT))
+    async with asyncio.timeout(10):  # without the bounds: 300 s or the deadline
+        result = await converse(hass, "Say hello to Alice")
+    _assert_error(result, f"The language model server {expected}, so I stopped waiting")
 
 
 # --- tool-call JSON (recorded real tool call, arguments altered) ---------------------

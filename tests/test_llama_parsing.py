@@ -14,13 +14,18 @@ import pytest
 
 from custom_components.local_voice.llama_server.deltas import DeltaTransformer
 from custom_components.local_voice.llama_server.errors import (
+    AnswerOverBudget,
     ContextOverflow,
     ErrorInStream,
     StreamError,
     TruncatedStream,
 )
 from custom_components.local_voice.llama_server.reasoning import ThinkSplitter
-from custom_components.local_voice.llama_server.sse import iter_chat_chunks
+from custom_components.local_voice.llama_server.sse import (
+    CHAT_TOKEN_MARGIN,
+    carries_text,
+    iter_chat_chunks,
+)
 from custom_components.local_voice.tool_arguments import (
     ToolArgumentsError,
     drop_copied_enums,
@@ -91,6 +96,34 @@ async def test_broken_streams(
     with pytest.raises(error) as raised:
         await _chunks(body)
     assert raised.value.translation_key == key
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["answer.sse", "inline_think.sse", "reasoning.sse", "tool_call.sse"],
+)
+async def test_recorded_streams_fit_their_token_budget(name: str) -> None:
+    """Real answers send no more text chunks than the tokens they generated."""
+    body = sse_events(name)
+    final = json.loads(body[-2].decode().removeprefix("data: "))
+    predicted = final["timings"]["predicted_n"]
+    chunks = [
+        chunk async for chunk in iter_chat_chunks(_lines(body), max_tokens=predicted)
+    ]
+    assert sum(map(carries_text, chunks)) <= predicted
+
+
+async def test_past_the_token_budget() -> None:
+    """Text chunks past max_tokens and the margin end the stream; others don't count."""
+    role = b'data: {"choices":[{"index":0,"delta":{"role":"assistant"}}]}\n\n'
+    word = b'data: {"choices":[{"index":0,"delta":{"content":" and"}}]}\n\n'
+    body = [role, b": keep-alive\n\n", *[word] * (10 + CHAT_TOKEN_MARGIN), word]
+    read: list[dict[str, Any]] = []
+    with pytest.raises(AnswerOverBudget) as raised:
+        async for chunk in iter_chat_chunks(_lines(body), max_tokens=10):
+            read.append(chunk)
+    assert len(read) == 1 + 10 + CHAT_TOKEN_MARGIN  # the role and the words in it
+    assert raised.value.translation_placeholders == {"tokens": "10"}
 
 
 @pytest.mark.parametrize(

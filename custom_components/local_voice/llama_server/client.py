@@ -32,18 +32,25 @@ from .errors import (
     error_for_status,
     error_message,
 )
-from .sse import bounded_lines, check_chunk, iter_chat_chunks
+from .sse import StreamLimits, bounded_lines, check_chunk, iter_chat_chunks
 from .url import strip_user_info
 
 _LOGGER = logging.getLogger(__name__)
 
 # Every request but a chat: connecting, and the whole answer.
 REQUEST_TIMEOUT_SECONDS = 10
-# Longest silence while streaming an answer (a cold prompt on a slow CPU takes a while).
-STREAM_READ_TIMEOUT_SECONDS = 300
+# How long an answer may go without data; keep-alive comments are not data. Until the
+# first data line the server reads the prompt: a cold prompt of several thousand tokens
+# takes minutes on a slow CPU (4000 tokens at 15 tokens/s is 270 s). After it,
+# llama-server sends a chunk per token and only pauses while its parser holds back a
+# tool call: 30 s is 300 tokens at a slow CPU's 10 tokens/s, more than any call, and
+# ends a stalled turn before text-to-speech stops waiting (TTS_TEXT_TIMEOUT_SECONDS in
+# wyoming_client/synthesis.py).
+STREAM_FIRST_DATA_SECONDS = 300
+STREAM_DATA_GAP_SECONDS = 30
 # Longest time one answer may take in all, and most bytes its stream may send
 # (keep-alive comments count): a server that never finishes cannot hold a turn.
-# The deadline leaves room for a cold prompt on a slow CPU (the idle timeout above).
+# The deadline leaves room for a cold prompt on a slow CPU (the first wait above).
 CHAT_ANSWER_DEADLINE_SECONDS = 600
 CHAT_ANSWER_MAX_BYTES = 8 * 1024 * 1024
 
@@ -225,63 +232,74 @@ class LlamaServerClient:
         A server that ignores `stream` and answers with one JSON document is handled
         too: its single completion is yielded as one chunk (with `message` instead of
         `delta`). Cancelling the consumer closes the HTTP connection, which tells
-        llama-server to stop generating. Besides the idle timeout, the whole answer
-        has a deadline and a size limit; any failure, also while reading, is raised
-        as a LlamaServerError.
+        llama-server to stop generating. The answer is bounded (sse.StreamLimits: a
+        wait for its first data, a gap between data, a deadline and a size) and held
+        to the request's `max_tokens`; any failure, also while reading, is raised as a
+        LlamaServerError.
         """
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=REQUEST_TIMEOUT_SECONDS,
-            sock_read=STREAM_READ_TIMEOUT_SECONDS,
+        # The limits are read here, so a test may change them for one request.
+        limits = StreamLimits(
+            answer_seconds=CHAT_ANSWER_DEADLINE_SECONDS,
+            max_bytes=CHAT_ANSWER_MAX_BYTES,
+            first_data_seconds=STREAM_FIRST_DATA_SECONDS,
+            data_gap_seconds=STREAM_DATA_GAP_SECONDS,
         )
-        seconds = CHAT_ANSWER_DEADLINE_SECONDS
-        deadline = asyncio.get_running_loop().time() + seconds
+        # The waits are the limits' own: aiohttp's read timeout would count comments.
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=REQUEST_TIMEOUT_SECONDS
+        )
+        started = asyncio.get_running_loop().time()
+        # Until the first data: llama-server sends its headers after the prompt read.
+        first_data = started + min(limits.first_data_seconds, limits.answer_seconds)
+        max_tokens = payload.get("max_tokens")
         # llama-server closes the connection after a streamed answer although it
         # offers keep-alive; without `Connection: close` the pool would hand that
         # dead connection to the next request.
         headers = {**self.headers, "Accept": "text/event-stream", "Connection": "close"}
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(first_data):
                 resp = await self._async_post_chat(payload, headers, timeout)
             async with resp:
                 try:
-                    async with asyncio.timeout_at(deadline):
+                    async with asyncio.timeout_at(first_data):
                         await _raise_for_status(resp)
                         body = None
                         if resp.content_type == "application/json":
-                            body = await _read_bounded(resp, CHAT_ANSWER_MAX_BYTES)
+                            body = await _read_bounded(resp, limits.max_bytes)
                     if body is not None:
                         try:
                             yield check_chunk(json.loads(body))
                         except ValueError as err:
                             raise StreamError(str(err), error=err) from err
                         return
-                    lines = bounded_lines(
-                        resp.content,
-                        deadline=deadline,
-                        max_bytes=CHAT_ANSWER_MAX_BYTES,
-                        seconds=seconds,
-                    )
-                    async for chunk in iter_chat_chunks(lines):
+                    lines = bounded_lines(resp.content, limits, started=started)
+                    async for chunk in iter_chat_chunks(
+                        lines,
+                        max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+                    ):
                         yield chunk
                 except BaseException:
                     # Close (not release) so the server sees the client go away.
                     resp.close()
                     raise
         except (aiohttp.ClientError, HttpProcessingError, ValueError, OSError) as err:
-            raise self._chat_error(err, deadline, seconds) from err
+            raise self._chat_error(err, limits) from err
 
-    def _chat_error(
-        self, err: Exception, deadline: float, seconds: float
-    ) -> LlamaServerError:
-        """Return the error a failed chat raises; the first check that fits wins."""
+    def _chat_error(self, err: Exception, limits: StreamLimits) -> LlamaServerError:
+        """Return the error a failed chat raises; the first check that fits wins.
+
+        A timeout here is the wait for the first data (or the deadline, when it comes
+        first): bounded_lines raises its own errors for the waits after it.
+        """
         if isinstance(err, TimeoutError):
-            if asyncio.get_running_loop().time() >= deadline:
+            if limits.answer_seconds <= limits.first_data_seconds:
                 return AnswerDeadline(
-                    f"{self.url}: no full answer in {seconds} s", seconds=seconds
+                    f"{self.url}: no full answer in {limits.answer_seconds} s",
+                    seconds=limits.answer_seconds,
                 )
             return ReadTimeout(
-                f"{self.url}: no answer", seconds=STREAM_READ_TIMEOUT_SECONDS
+                f"{self.url}: no answer in {limits.first_data_seconds} s",
+                seconds=limits.first_data_seconds,
             )
         if isinstance(
             err,

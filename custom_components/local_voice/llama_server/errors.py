@@ -48,7 +48,7 @@ class ConnectionLost(CannotConnect):
 
 
 class ReadTimeout(CannotConnect):
-    """The server said nothing for too long while answering."""
+    """The server sent no data for too long (keep-alive comments are not data)."""
 
     translation_key = "llm_timeout"
 
@@ -114,6 +114,12 @@ class AnswerTooLong(LlamaServerError):
     """The answer grew past the size limit."""
 
     translation_key = "llm_answer_too_long"
+
+
+class AnswerOverBudget(LlamaServerError):
+    """The server went on streaming past the request's own `max_tokens`."""
+
+    translation_key = "llm_answer_over_budget"
 
 
 # llama-server's message when its tool-call parser cannot read the model's output.
