@@ -44,6 +44,7 @@ from .conversation_support import (
     Handler,
     RecordingProxy,
     agent_id,
+    answer_events,
     async_setup_home,
     chat_log_of,
     converse,
@@ -295,7 +296,7 @@ async def test_over_long_sse_line(hass: HomeAssistant, fake: list[FakeLlama]) ->
     assert (partial.content or "").startswith("Alice")
 
 
-# --- a voice turn's bounds: token budget, data gaps (loopback fake) ----------------
+# --- a voice turn's bounds: token budget, data gaps, NUL (loopback fake) -----------
 
 _AND = b'data: {"choices":[{"index":0,"delta":{"content":" and"}}]}\n\n'
 
@@ -366,6 +367,27 @@ async def test_keep_alives_are_not_data(
     async with asyncio.timeout(10):  # without the bounds: 300 s or the deadline
         result = await converse(hass, "Say hello to Alice")
     _assert_error(result, f"The language model server {expected}, so I stopped waiting")
+
+
+def _with_raw_nul(events: list[bytes]) -> list[bytes]:
+    """The events with each escaped NUL (\\u0000) sent as a raw NUL byte instead."""
+    return [event.replace(b"\\u0000", b"\x00") for event in events]
+
+
+@pytest.mark.parametrize("raw", [False, True])
+async def test_nul_is_never_said(
+    hass: HomeAssistant, fake: list[FakeLlama], raw: bool
+) -> None:
+    """NUL in an answer, escaped in the JSON or raw, is neither said nor kept."""
+    events = answer_events("Hello\x00 Alice\x00!")
+    assert b"\\u0000" in events[1]
+    server = await _fake(hass, fake, replay(_with_raw_nul(events) if raw else events))
+    await setup_entry(hass, llama_entry(server.url, CHAT))
+    result = await converse(hass, "Say hello to Alice")
+    assert speech(result) == "Hello Alice!"
+    last = chat_log_of(hass, result.conversation_id).content[-1]
+    assert isinstance(last, conversation.AssistantContent)
+    assert last.content == "Hello Alice!"
 
 
 # --- tool-call JSON (recorded real tool call, arguments altered) ---------------------

@@ -126,6 +126,23 @@ async def test_past_the_token_budget() -> None:
     assert raised.value.translation_placeholders == {"tokens": "10"}
 
 
+def test_nul_never_reaches_a_delta() -> None:
+    """NUL (escaped in the JSON, so a NUL after parsing) is dropped from every text."""
+    transformer = DeltaTransformer()
+
+    def chunk(delta: dict[str, Any]) -> dict[str, Any]:
+        return {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+
+    out = transformer.feed(chunk({"reasoning_content": "th\x00ink"}))
+    out += transformer.feed(chunk({"content": "\x00"}))
+    out += transformer.feed(chunk({"content": "Hel\x00lo"}))
+    function = {"name": "Hass\x00TurnOn", "arguments": '{"name": "La\x00mp"}'}
+    transformer.feed(chunk({"tool_calls": [{"index": 0, "function": function}]}))
+    assert out == [{"thinking_content": "think"}, {"content": "Hello"}]
+    [call] = transformer.tool_calls()
+    assert (call.name, call.arguments) == ("HassTurnOn", '{"name": "Lamp"}')
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [

@@ -17,6 +17,11 @@ from .reasoning import ThinkSplitter
 _MARKUP_OPENERS = "`{[<"
 
 
+def _text(value: Any) -> str:
+    """Return a delta's text without NUL (raw or escaped): never said or kept."""
+    return value.replace("\x00", "") if isinstance(value, str) else ""
+
+
 @dataclass
 class ToolCallBuilder:
     """One tool call being assembled from deltas that share an index."""
@@ -72,11 +77,9 @@ class DeltaTransformer:
 
     def _feed_delta(self, delta: Mapping[str, Any]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-        if isinstance(reasoning, str) and reasoning:
+        if reasoning := _text(delta.get("reasoning_content") or delta.get("reasoning")):
             out.append({"thinking_content": reasoning})
-        content = delta.get("content")
-        if isinstance(content, str) and content:
+        if content := _text(delta.get("content")):
             thinking, text = self._think.feed(content)
             out.extend(self._released(thinking, text))
         for fragment in delta.get("tool_calls") or ():
@@ -104,15 +107,15 @@ class DeltaTransformer:
             index = len(self._calls)
         call = self._calls.setdefault(index, ToolCallBuilder())
         if fragment.get("id"):
-            call.id = str(fragment["id"])
+            call.id = _text(str(fragment["id"]))
         function = fragment.get("function") or {}
         if name := function.get("name"):
-            call.name += str(name)
+            call.name += _text(str(name))
         arguments = function.get("arguments")
         if isinstance(arguments, Mapping):
             call.parsed = dict(arguments)
         elif arguments:
-            call.arguments += str(arguments)
+            call.arguments += _text(str(arguments))
 
     def finish(self) -> list[dict[str, Any]]:
         """Release held-back content; return the deltas for it.

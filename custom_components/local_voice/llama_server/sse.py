@@ -94,11 +94,13 @@ async def iter_sse_data(lines: AsyncIterable[bytes]) -> AsyncIterator[str]:
     """Yield the data of each event (multi-line data joined by newlines).
 
     Comments (keep-alives) and `event`/`id`/`retry` fields are skipped; any other
-    line is not server-sent events at all.
+    line is not server-sent events at all. Raw NUL characters are dropped: they are
+    never text to say, and JSON does not allow them inside a string.
     """
     data: list[str] = []
     async for raw in lines:
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        line = line.replace("\x00", "")
         if not line:
             if data:
                 yield "\n".join(data)
