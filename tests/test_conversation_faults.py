@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import suppress
 from datetime import timedelta
+import json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,10 @@ from custom_components.local_voice.const import (
 from custom_components.local_voice.llama_server import client as llama_client
 from custom_components.local_voice.llama_server.sse import CHAT_TOKEN_MARGIN
 from homeassistant.components import conversation
+from homeassistant.components.conversation.trace import (
+    ConversationTraceEventType,
+    async_get_traces,
+)
 from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.const import CONF_API_KEY, CONF_LLM_HASS_API, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
@@ -114,6 +119,17 @@ def _assert_error(result: conversation.ConversationResult, text: str) -> None:
     assert result.response.response_type is intent.IntentResponseType.ERROR
 
 
+def _traced_error() -> dict[str, Any]:
+    """Return the newest error the agent kept in a conversation trace (whole text)."""
+    return [
+        event["data"]
+        for trace in async_get_traces()
+        for event in trace.as_dict()["events"]
+        if event["event_type"] == ConversationTraceEventType.AGENT_DETAIL
+        and "error" in event["data"]
+    ][-1]
+
+
 # --- malformed streams (loopback fake replaying real recordings) ---------------------
 
 
@@ -124,7 +140,8 @@ async def test_malformed_sse_line(hass: HomeAssistant, fake: list[FakeLlama]) ->
     server = await _fake(hass, fake, replay(broken))
     await setup_entry(hass, llama_entry(server.url, CHAT))
     result = await converse(hass, "Say hello to Alice")
-    _assert_error(result, "sent an answer I could not read ({not json)")
+    _assert_error(result, "sent an answer I could not read")
+    assert "{not json" in _traced_error()["details"]
     log = chat_log_of(hass, result.conversation_id)
     partial = log.content[-2]
     assert isinstance(partial, conversation.AssistantContent)
@@ -136,7 +153,8 @@ async def test_unknown_sse_field(hass: HomeAssistant, fake: list[FakeLlama]) -> 
     events = sse_events("answer.sse")
     server = await _fake(hass, fake, replay([events[0], b"<html>502</html>\n\n"]))
     await setup_entry(hass, llama_entry(server.url, CHAT))
-    _assert_error(await converse(hass, "Hi"), "could not read (<html>502</html>)")
+    _assert_error(await converse(hass, "Hi"), "sent an answer I could not read")
+    assert "<html>502</html>" in _traced_error()["details"]
 
 
 async def test_truncated_stream(hass: HomeAssistant, fake: list[FakeLlama]) -> None:
@@ -163,7 +181,7 @@ async def test_connection_dropped(hass: HomeAssistant, fake: list[FakeLlama]) ->
             500,
             '{"error":{"code":500,"message":"out of memory","type":"server_error"}}',
             "application/json",
-            "(HTTP 500: out of memory)",
+            "(HTTP 500)",
         ),
         (
             503,
@@ -186,6 +204,7 @@ async def test_http_errors(
     server = await _fake(hass, fake, http_error(status, body, content_type))
     await setup_entry(hass, llama_entry(server.url, CHAT))
     _assert_error(await converse(hass, "Hi"), expected)
+    assert f"HTTP {status}" in _traced_error()["details"]
 
 
 async def test_server_that_does_not_stream(
@@ -296,7 +315,7 @@ async def test_over_long_sse_line(hass: HomeAssistant, fake: list[FakeLlama]) ->
     assert (partial.content or "").startswith("Alice")
 
 
-# --- a voice turn's bounds: token budget, data gaps, NUL (loopback fake) -----------
+# --- a voice turn's bounds: token budget, data gaps, NUL, short errors (fake) --------
 
 _AND = b'data: {"choices":[{"index":0,"delta":{"content":" and"}}]}\n\n'
 
@@ -388,6 +407,24 @@ async def test_nul_is_never_said(
     last = chat_log_of(hass, result.conversation_id).content[-1]
     assert isinstance(last, conversation.AssistantContent)
     assert last.content == "Hello Alice!"
+
+
+@pytest.mark.parametrize("raw", [False, True])
+async def test_error_event_is_said_short_without_nul(
+    hass: HomeAssistant, fake: list[FakeLlama], raw: bool
+) -> None:
+    """A server's long error text with NUL: one short sentence; the text is traced."""
+    message = "slot 0: \x00" + "the KV cache could not be updated; " * 20
+    error = json.dumps({"error": {"code": 500, "message": message}})
+    events = [*sse_events("answer.sse")[:3], f"data: {error}\n\n".encode()]
+    server = await _fake(hass, fake, replay(_with_raw_nul(events) if raw else events))
+    await setup_entry(hass, llama_entry(server.url, CHAT))
+    result = await converse(hass, "Say hello to Alice")
+    said = speech(result)
+    assert said == "The language model server reported an error while answering"
+    details = _traced_error()["details"]
+    assert "the KV cache could not be updated" in details
+    assert "\x00" not in details
 
 
 # --- tool-call JSON (recorded real tool call, arguments altered) ---------------------

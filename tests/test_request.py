@@ -12,9 +12,19 @@ from pathlib import Path
 import re
 
 from freezegun.api import FrozenDateTimeFactory
+import pytest
 from syrupy.assertion import SnapshotAssertion
 
-from custom_components.local_voice.request import reasoning_options
+from custom_components.local_voice.llama_server.errors import (
+    CannotConnect,
+    ErrorInStream,
+)
+from custom_components.local_voice.request import (
+    AgentError,
+    TurnError,
+    async_agent_text,
+    reasoning_options,
+)
 from homeassistant.core import HomeAssistant
 
 from .common import llama_entry, setup_entry
@@ -77,3 +87,62 @@ def test_every_error_has_a_string() -> None:
     assert {"llm_cannot_connect", "llm_http_error", "llm_tool_loop_limit"} <= keys
     assert keys <= set(strings)
     assert english["exceptions"] == strings
+
+
+def test_every_error_is_one_short_sentence() -> None:
+    """What a turn says when it fails: one sentence of at most 80 characters of its own.
+
+    It holds no server text or tool error; the names and numbers put in it are one
+    line each, without NUL, cut at SPOKEN_DETAIL_MAX_CHARS (tested below).
+    """
+    strings = json.loads((COMPONENT / "strings.json").read_text())["exceptions"]
+    for key, value in strings.items():
+        if key.startswith("llm_"):
+            words = re.sub(r"\{\w+\}", "", value["message"])
+            assert len(words) <= 80, key
+            assert not re.search(r"[.!?:;]\s+[A-Z]|\n", value["message"]), key
+
+
+# A real tool error (HassTurnOn, a name no entity has): read aloud it took 5 s.
+_TOOL_ERROR = (
+    "MatchFailedError: No entities matched for: name=Garage door, area=None, "
+    "floor=None, domains={'light', 'switch', 'fan'}, device_classes=None, "
+    "features=0, states=None, assistant=conversation"
+)
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (
+            AgentError("llm_tool_repeated", tool="HassTurnOn", reason=_TOOL_ERROR),
+            "I stopped because HassTurnOn failed again in the same way",
+        ),
+        (
+            ErrorInStream("error event", message="boom\x00" + "x" * 500),
+            "The language model server reported an error while answering",
+        ),
+        (
+            AgentError("llm_no_answer", reason="len\x00gth"),
+            "The model gave no answer (it stopped: length)",
+        ),
+        (
+            CannotConnect("down", server="http://\x00192.168.1.10:8080", error="x"),
+            "I can't reach the language model server at http://192.168.1.10:8080",
+        ),
+        (  # a long list of names is cut after a name
+            AgentError("llm_tool_done", targets=", ".join(["Kitchen light"] * 9)),
+            f"Done: {', '.join(['Kitchen light'] * 6)}….",
+        ),
+        (
+            AgentError("llm_vision_unsupported", model="\n".join(["Qwen"] * 30)),
+            f"The model {' '.join(['Qwen'] * 19)}… cannot see images: start"
+            " llama-server with a vision projector",
+        ),
+    ],
+)
+async def test_errors_are_said_short_without_nul(
+    hass: HomeAssistant, error: TurnError, said: str
+) -> None:
+    """Tool errors and server texts are not read aloud whole, and NUL never is."""
+    assert await async_agent_text(hass, error, "en") == said

@@ -74,6 +74,13 @@ SPEECH_TIMINGS_KEPT: Final = 20
 # Conversation
 # Rounds of tool calls per user turn before the agent gives up and says so.
 MAX_TOOL_ITERATIONS: Final = 10
+# Failures are said in one short sentence: at most 80 characters of the message's own
+# words (tests/test_request.py checks strings.json), with no server text or tool error
+# in it (those are in the log and in the conversation's trace). Every name or number
+# put into a sentence the agent says is one line without NUL, cut to this many: a
+# safety net for a server's model name or finish reason, long enough for the names
+# of "Which one do you mean" and "Done" (about 6 s of speech).
+SPOKEN_DETAIL_MAX_CHARS: Final = 100
 # Tokens kept free for the answer when trimming history (at most a quarter of n_ctx).
 CONTEXT_ANSWER_RESERVE_MAX_FRACTION: Final = 4
 # After a change to what an agent's static prefix is built from (exposed entities,

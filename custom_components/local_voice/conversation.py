@@ -17,6 +17,7 @@ from .const import DOMAIN, SUBENTRY_CONVERSATION
 from .coordinator import LlamaConfigEntry, LlamaServerData
 from .llm_entity import LocalVoiceLLMEntity
 from .prefix_watch import async_watch_prefix
+from .request import error_details
 
 # Requests are limited by the server's slots, not by Home Assistant.
 PARALLEL_UPDATES = 0
@@ -121,6 +122,8 @@ class LocalVoiceConversationEntity(
             chat_log, llm_context, options.get(CONF_PROMPT), voice_turn=True
         )
         if error is not None:
+            # Said in one short sentence; the whole text is kept in the trace.
+            chat_log.async_trace(error_details(error))
             text = await self.async_error_text(error, user_input.language)
             await self.async_add_deltas(
                 chat_log, {"role": "assistant", "content": text}

@@ -29,6 +29,7 @@ from .const import (
     RECOMMENDED_REASONING_EFFORT,
     RECOMMENDED_TEMPERATURE,
     RECOMMENDED_TOP_P,
+    SPOKEN_DETAIL_MAX_CHARS,
 )
 from .llama_server.errors import LlamaServerError
 from .prompt import PromptParts
@@ -54,14 +55,42 @@ class AgentError(Exception):
 type TurnError = LlamaServerError | AgentError
 
 
+def spoken_detail(value: str) -> str:
+    """Return a placeholder as said within one short sentence: one line, no NUL.
+
+    Server texts and tool errors can be paragraphs; past SPOKEN_DETAIL_MAX_CHARS they
+    are cut after a list item or a word and end in "…" (the whole text is in the log
+    and the trace).
+    """
+    text = " ".join(value.replace("\x00", "").split())
+    if len(text) <= SPOKEN_DETAIL_MAX_CHARS:
+        return text
+    cut = text[: SPOKEN_DETAIL_MAX_CHARS - 1]
+    for separator in (", ", " "):
+        if separator in cut:
+            cut = cut.rsplit(separator, 1)[0]
+            break
+    return cut.rstrip(",;:") + "…"
+
+
+def error_details(err: TurnError) -> dict[str, str]:
+    """Return what the chat log's trace keeps of an error: its key and whole text."""
+    return {"error": err.translation_key, "details": str(err).replace("\x00", "")}
+
+
 async def async_agent_text(
     hass: HomeAssistant, err: TurnError, language: str | None
 ) -> str:
     """Return what the agent says, in the user's language (English as fallback).
 
     The agent's own sentences (errors, and the answer when the model only repeats
-    a call that is done) are kept as messages in strings.json `exceptions`.
+    a call that is done) are kept as messages in strings.json `exceptions`; each
+    placeholder is cut to a short detail (spoken_detail).
     """
+    placeholders = {
+        name: spoken_detail(value)
+        for name, value in err.translation_placeholders.items()
+    }
     key = f"component.{DOMAIN}.exceptions.{err.translation_key}.message"
     for lang in dict.fromkeys((language or hass.config.language, "en")):
         strings = await translation.async_get_translations(
@@ -69,9 +98,9 @@ async def async_agent_text(
         )
         if message := strings.get(key):
             with suppress(KeyError, IndexError):
-                message = message.format(**err.translation_placeholders)
+                message = message.format(**placeholders)
             return message
-    return str(err)
+    return spoken_detail(str(err))
 
 
 def reasoning_options(effort: str) -> dict[str, Any]:
