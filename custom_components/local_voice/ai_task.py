@@ -16,7 +16,9 @@ from homeassistant.util.json import json_loads
 
 from .const import DOMAIN, LOGGER, SUBENTRY_AI_TASK
 from .coordinator import LlamaConfigEntry, LlamaServerData
+from .llama_server.errors import LlamaServerError
 from .llm_entity import LocalVoiceLLMEntity
+from .request import error_details
 
 PARALLEL_UPDATES = 0
 
@@ -78,7 +80,11 @@ class LocalVoiceAITaskEntity(ai_task.AITaskEntity, LocalVoiceLLMEntity):
             max_iterations=AI_TASK_MAX_ITERATIONS,
         )
         if error is not None:
-            raise HomeAssistantError(await self.async_error_text(error)) from error
+            text = await self.async_error_text(error)
+            if isinstance(error, LlamaServerError):
+                # A script is told the server's own words; only speech is kept short.
+                text = f"{text}: {error_details(error)['details']}"
+            raise HomeAssistantError(text) from error
 
         last = chat_log.content[-1]
         if not isinstance(last, conversation.AssistantContent) or not last.content:
