@@ -512,10 +512,17 @@ async def test_two_tool_calls_by_index(
     ]
     results = [c for c in log.content if isinstance(c, conversation.ToolResultContent)]
     assert [r.tool_call_id for r in results[:2]] == [c.id for c in calls]
+    # Both name "light" in an area, which matches no name: each is grounded to the
+    # light of its own area and made again, in one round, before the model's next.
+    acted = [
+        [t["id"] for t in r.result.data["data"]["success"] if t["type"] == "entity"]
+        for r in results[2:]
+    ]
+    assert acted == [["light.kitchen_ceiling"], ["light.bedroom_light"]]
     roles = [message["role"] for message in server.requests[1]["messages"]]
-    # system, user, the two calls and their results (then the agent's call by name
-    # alone: no entity is named "light" in the kitchen)
-    assert roles[:5] == ["system", "user", "assistant", "tool", "tool"]
+    assert roles == [
+        *("system", "user", "assistant", "tool", "tool", "assistant", "tool", "tool")
+    ]
 
 
 # --- the real server: context, key, restart, cancel ----------------------------------

@@ -168,10 +168,14 @@ class Ambiguous:
 
     def in_area(self, area: str | None) -> Fit | None:
         """Return the one candidate in the satellite's area, if only one is there."""
-        inside = [entity for entity in self.entities if area and entity.area == area]
-        if len(inside) != 1:
+        inside = [
+            entity
+            for entity in self.entities
+            if area and entity.area and entity.area.casefold() == area.casefold()
+        ]
+        if len(inside) != 1 or inside[0].area is None:
             return None
-        return Fit({"name": inside[0].name, "area": area}, (inside[0],))
+        return Fit({"name": inside[0].name, "area": inside[0].area}, (inside[0],))
 
 
 @dataclass(frozen=True, slots=True)

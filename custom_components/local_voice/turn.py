@@ -25,7 +25,7 @@ from homeassistant.components import conversation
 from homeassistant.core import HomeAssistant
 
 from .const import LOGGER
-from .grounding import Ambiguous, Fit, NotFound, labels
+from .grounding import Ambiguous, Fit, NotFound
 from .llama_server.client import LlamaServerClient
 from .llama_server.deltas import DeltaTransformer, ToolCallBuilder
 from .llama_server.errors import (
@@ -209,25 +209,30 @@ class ChatTurn:
         return None
 
     async def _async_ground_failed(self) -> TurnError | bool | None:
-        """Ground a call whose target was not found: retry once, ask, or say so."""
+        """Ground the calls whose target was not found: retry once, ask, or say so."""
         failed = failed_target_calls(self.chat_log)
         if not failed or not self.guard.active:
             return None
-        found = self.guard.retry_of(failed[0])
-        if isinstance(found, Fit):
-            retry = retry_input(failed[0], found)
-            LOGGER.debug("Calling %s again as %s", retry.tool_name, retry.tool_args)
-            await self.entity.async_add_deltas(
-                self.chat_log, {"role": "assistant", "tool_calls": [retry]}
-            )
-            self.failed |= failed_calls(self.chat_log)
-            if not failed_target_calls(self.chat_log):
-                return None
-            found = NotFound(", ".join(labels(found.entities)))
-        if isinstance(found, Ambiguous):
-            await self._async_say(await self.guard.async_which_one(found))
+        found = [self.guard.retry_of(call) for call in failed]
+        if unclear := next((f for f in found if isinstance(f, Ambiguous)), None):
+            await self._async_say(await self.guard.async_which_one(unclear))
             return False
-        return AgentError("llm_not_found", words=found.words or "that")
+        if missing := next((f for f in found if isinstance(f, NotFound)), None):
+            return AgentError("llm_not_found", words=missing.words or "that")
+        retries = [
+            retry_input(call, fit)
+            for call, fit in zip(failed, found, strict=True)
+            if isinstance(fit, Fit)
+        ]
+        LOGGER.debug("Calling again as %s", [r.tool_args for r in retries])
+        await self.entity.async_add_deltas(
+            self.chat_log, {"role": "assistant", "tool_calls": retries}
+        )
+        self.failed |= failed_calls(self.chat_log)
+        if again := failed_target_calls(self.chat_log):
+            names = [str(call.tool_args.get("name", "that")) for call in again]
+            return AgentError("llm_not_found", words=", ".join(names))
+        return None
 
     def _actions_done(self) -> bool:
         """Return True when one request was made and every call of the round did it."""

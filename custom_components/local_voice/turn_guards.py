@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import probatio
+
 from homeassistant.components import conversation
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import (
@@ -190,7 +192,7 @@ class CallGuard:
                 )
                 return Guarded(say=answer) if answer else None
             return None
-        if not utterance.refers_back or set(utterance.words) & ACTION_VERBS:
+        if not utterance.refers_back or self.said() is not None:
             return None
         call, _ = earlier_action(self.chat_log)
         target = self._referred()
@@ -198,10 +200,24 @@ class CallGuard:
             return None
         if isinstance(target, Ambiguous):
             return await self.async_which_one(target)
+        tool = self._switch_tool(call.tool_name)
+        if tool is None:
+            return None
         args = with_target(call.tool_args, target.target)
-        return Guarded(
-            calls=[llm.ToolInput(call.tool_name, args, id=ulid_util.ulid_now())]
-        )
+        return Guarded(calls=[llm.ToolInput(tool, args, id=ulid_util.ulid_now())])
+
+    def _switch_tool(self, earlier: str) -> str | None:
+        """Return the tool a follow-up means: its on/off word, else the last one.
+
+        "Switch that one off again" is a turn-off whatever was done before; with
+        another verb ("dim it") the model decides.
+        """
+        said = set(self.utterance.words)
+        wanted = {"on": "HassTurnOn", "off": "HassTurnOff"}
+        named = [intent for word, intent in wanted.items() if word in said]
+        if len(named) == 1:
+            return next((name for name in self.tools if name.endswith(named[0])), None)
+        return None if said & ACTION_VERBS else earlier
 
     def said(self) -> Fit | None:
         """Return what the user's words name clearly (in the satellite's area)."""
@@ -223,7 +239,7 @@ class CallGuard:
             return await self._async_question(calls)
         guarded = Guarded()
         for call in calls:
-            if not self.is_action(call):
+            if not self.is_action(call) or not self._takes_target(call):
                 guarded.calls.append(call)
                 continue
             target = self._intended(call)
@@ -236,6 +252,17 @@ class CallGuard:
             args = with_target(call.tool_args, target.target)
             guarded.calls.append(llm.ToolInput(call.tool_name, args, id=call.id))
         return guarded
+
+    def _takes_target(self, call: llm.ToolInput) -> bool:
+        """Return True for a tool that picks entities by name (not a timer's)."""
+        tool = self.tools.get(call.tool_name)
+        if tool is None:
+            return False
+        try:
+            tool.parameters({"name": "x"})
+        except probatio.Invalid:
+            return False
+        return True
 
     def _intended(self, call: llm.ToolInput) -> Fit | Ambiguous | None:
         """Return the target the user meant, when the call's differs from it."""
@@ -300,11 +327,13 @@ class CallGuard:
         return Guarded(say=await async_agent_text(self.hass, err, self.language))
 
     def retry_of(self, call: llm.ToolInput) -> Grounding:
-        """Ground a call whose target was not found."""
+        """Ground a call whose target was not found (its area, or the satellite's)."""
         found = ground(self.hass, call.tool_args, self.utterance)
-        if isinstance(found, Ambiguous):
-            return found.in_area(self.area) or found
-        return found
+        if not isinstance(found, Ambiguous):
+            return found
+        area = call.tool_args.get("area")
+        in_call = found.in_area(area) if isinstance(area, str) else None
+        return in_call or found.in_area(self.area) or found
 
 
 def failed_target_calls(chat_log: conversation.ChatLog) -> list[llm.ToolInput]:
