@@ -15,16 +15,16 @@ from freezegun.api import FrozenDateTimeFactory
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
+from custom_components.local_voice.agent_text import (
+    AgentError,
+    TurnError,
+    async_agent_text,
+)
 from custom_components.local_voice.llama_server.errors import (
     CannotConnect,
     ErrorInStream,
 )
-from custom_components.local_voice.request import (
-    AgentError,
-    TurnError,
-    async_agent_text,
-    reasoning_options,
-)
+from custom_components.local_voice.request import reasoning_options
 from homeassistant.core import HomeAssistant
 
 from .common import llama_entry, setup_entry

@@ -14,11 +14,11 @@ from homeassistant.helpers import llm
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util.json import json_loads
 
+from .agent_text import error_details
 from .const import DOMAIN, LOGGER, SUBENTRY_AI_TASK
 from .coordinator import LlamaConfigEntry, LlamaServerData
 from .llama_server.errors import LlamaServerError
 from .llm_entity import LocalVoiceLLMEntity
-from .request import error_details
 
 PARALLEL_UPDATES = 0
 

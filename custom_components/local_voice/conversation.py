@@ -13,11 +13,11 @@ from homeassistant.helpers import intent
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.start import async_at_started
 
+from .agent_text import error_details
 from .const import DOMAIN, SUBENTRY_CONVERSATION
 from .coordinator import LlamaConfigEntry, LlamaServerData
 from .llm_entity import LocalVoiceLLMEntity
 from .prefix_watch import async_watch_prefix
-from .request import error_details
 
 # Requests are limited by the server's slots, not by Home Assistant.
 PARALLEL_UPDATES = 0

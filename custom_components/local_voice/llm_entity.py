@@ -19,6 +19,7 @@ from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import llm
 
+from .agent_text import AgentError, TurnError, async_agent_text
 from .const import (
     CONF_ACTION_ENDS_TURN,
     CONF_MAX_HISTORY,
@@ -34,9 +35,6 @@ from .llama_server.errors import ContextOverflow
 from .messages import build_messages, turns
 from .prompt import PromptParts, async_build_prompt_parts, async_static_prompt_parts
 from .request import (
-    AgentError,
-    TurnError,
-    async_agent_text,
     estimated_tokens,
     image_parts,
     request_options,

@@ -1,106 +1,39 @@
 """What one chat request to llama-server says, apart from the conversation.
 
 The sampling and reasoning options, the JSON schema of an AI task's answer, image
-attachments, and the errors of a turn that are the agent's own, not the server's.
+attachments.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
-from contextlib import suppress
 import mimetypes
 from pathlib import Path
 from typing import Any
 
 import probatio
 
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers import llm, translation
+from homeassistant.helpers import llm
 from homeassistant.helpers.json import json_dumps
 
+from .agent_text import AgentError
 from .const import (
     CONF_MAX_TOKENS,
     CONF_REASONING_EFFORT,
     CONF_TEMPERATURE,
     CONF_TOP_P,
-    DOMAIN,
     RECOMMENDED_MAX_TOKENS,
     RECOMMENDED_REASONING_EFFORT,
     RECOMMENDED_TEMPERATURE,
     RECOMMENDED_TOP_P,
-    SPOKEN_DETAIL_MAX_CHARS,
 )
-from .llama_server.errors import LlamaServerError
 from .prompt import PromptParts
 
 # Template overhead per message and for the template's own text, for the cheap upper
 # bound on prompt tokens (a byte-level tokenizer never makes more tokens than bytes).
 _TEMPLATE_BYTES_PER_MESSAGE = 32
 _TEMPLATE_BYTES = 2048
-
-
-class AgentError(Exception):
-    """A turn ended for the agent's own reason (attachments, tool loop, no answer)."""
-
-    refresh_server = False
-
-    def __init__(self, translation_key: str, **placeholders: Any) -> None:
-        """Build the error from a key in strings.json `exceptions`."""
-        super().__init__(f"{translation_key}: {placeholders}")
-        self.translation_key = translation_key
-        self.translation_placeholders = {k: str(v) for k, v in placeholders.items()}
-
-
-type TurnError = LlamaServerError | AgentError
-
-
-def spoken_detail(value: str) -> str:
-    """Return a placeholder as said within one short sentence: one line, no NUL.
-
-    Server texts and tool errors can be paragraphs; past SPOKEN_DETAIL_MAX_CHARS they
-    are cut after a list item or a word and end in "…" (the whole text is in the log
-    and the trace).
-    """
-    text = " ".join(value.replace("\x00", "").split())
-    if len(text) <= SPOKEN_DETAIL_MAX_CHARS:
-        return text
-    cut = text[: SPOKEN_DETAIL_MAX_CHARS - 1]
-    for separator in (", ", " "):
-        if separator in cut:
-            cut = cut.rsplit(separator, 1)[0]
-            break
-    return cut.rstrip(",;:") + "…"
-
-
-def error_details(err: TurnError) -> dict[str, str]:
-    """Return what the chat log's trace keeps of an error: its key and whole text."""
-    return {"error": err.translation_key, "details": str(err).replace("\x00", "")}
-
-
-async def async_agent_text(
-    hass: HomeAssistant, err: TurnError, language: str | None
-) -> str:
-    """Return what the agent says, in the user's language (English as fallback).
-
-    The agent's own sentences (errors, and the answer when the model only repeats
-    a call that is done) are kept as messages in strings.json `exceptions`; each
-    placeholder is cut to a short detail (spoken_detail).
-    """
-    placeholders = {
-        name: spoken_detail(value)
-        for name, value in err.translation_placeholders.items()
-    }
-    key = f"component.{DOMAIN}.exceptions.{err.translation_key}.message"
-    for lang in dict.fromkeys((language or hass.config.language, "en")):
-        strings = await translation.async_get_translations(
-            hass, lang, "exceptions", {DOMAIN}
-        )
-        if message := strings.get(key):
-            with suppress(KeyError, IndexError):
-                message = message.format(**placeholders)
-            return message
-    return spoken_detail(str(err))
 
 
 def reasoning_options(effort: str) -> dict[str, Any]:

@@ -23,10 +23,10 @@ from homeassistant.components import conversation
 from homeassistant.helpers import llm
 from homeassistant.util import ulid as ulid_util
 
+from .agent_text import AgentError
 from .const import LOGGER
 from .llama_server.deltas import ToolCallBuilder
 from .prompt import PromptParts
-from .request import AgentError
 from .tool_arguments import (
     ToolArgumentsError,
     drop_copied_enums,

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from homeassistant.components import conversation
 from homeassistant.core import HomeAssistant
 
+from .agent_text import AgentError, TurnError, async_agent_text
 from .const import LOGGER
 from .grounding import Ambiguous, Fit, NotFound
 from .llama_server.client import LlamaServerClient
@@ -35,7 +36,6 @@ from .llama_server.errors import (
     UnparsableToolCall,
 )
 from .prompt import PromptParts
-from .request import AgentError, TurnError, async_agent_text
 from .tool_arguments import looks_like_sentence, tool_call_in_text
 from .tool_calls import (
     done_calls,

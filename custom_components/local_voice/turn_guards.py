@@ -27,6 +27,7 @@ from homeassistant.helpers import (
 )
 from homeassistant.util import ulid as ulid_util
 
+from .agent_text import AgentError, async_agent_text
 from .const import LOGGER
 from .grounding import (
     Ambiguous,
@@ -40,7 +41,6 @@ from .grounding import (
     said_words,
     with_target,
 )
-from .request import AgentError, async_agent_text
 from .utterance import ACTION_VERBS, Utterance
 
 # Tool errors that say the target was not found or the slots were refused.
