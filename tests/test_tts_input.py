@@ -1,7 +1,7 @@
 """The text filter and sentence splitter for what goes to text-to-speech.
 
 The splitter's tests are here for both of its users: the integration and the
-kokoro add-on's server (its copy is checked by tests/addons/test_addon_copies.py).
+kokoro add-on's server (its copy is checked by tests/addons/test_shared_code.py).
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ def test_every_addon_gets_every_shared_file() -> None:
     assert shared.slugs(ROOT) == sorted(SLUGS)
     sources = [p.name for p in (ADDONS / "shared").iterdir() if p.name != "README.md"]
     assert sorted(sources) == sorted(shared.TARGETS)
-    assert len(COPIES) == len(shared.TARGETS) * len(SLUGS)
+    from_integration = len(shared.FROM_INTEGRATION)
+    assert len(COPIES) == len(shared.TARGETS) * len(SLUGS) + from_integration
 
 
 @pytest.mark.parametrize("copy", COPIES, ids=[str(c.path) for c in COPIES])
@@ -40,19 +41,22 @@ def test_copy_equals_its_source(copy: shared.Copy) -> None:
 
 @pytest.mark.parametrize("copy", COPIES, ids=[str(c.path) for c in COPIES])
 def test_copy_is_marked_as_generated(copy: shared.Copy) -> None:
-    lines = (ROOT / copy.path).read_text(encoding="utf-8").splitlines()
-    marker = shared.header(copy.source).rstrip("\n")
-    assert marker in lines[:3]
-    if lines[0].startswith("#!"):  # the interpreter line and shellcheck's stay first
-        assert lines[1] == "# shellcheck shell=bash"
-        assert lines[2] == marker
+    text = (ROOT / copy.path).read_text(encoding="utf-8")
+    marker = shared.header(copy.source)
+    if text.startswith("#!"):  # the interpreter line and shellcheck's stay first
+        _, shellcheck, rest = text.split("\n", 2)
+        assert shellcheck == "# shellcheck shell=bash"
+        assert rest.startswith(marker)
     else:
-        assert lines[0] == marker
+        assert text.startswith(marker)
 
 
 def _tree(tmp_path: Path) -> Path:
     """Return a copy of the add-on repository's sources and configs, without copies."""
     shutil.copytree(ADDONS / "shared", tmp_path / "addons/shared")
+    for source in shared.FROM_INTEGRATION:
+        (tmp_path / source).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / source, tmp_path / source)
     for slug in SLUGS:
         (tmp_path / "addons" / slug).mkdir(parents=True)
         shutil.copy(ADDONS / slug / "config.yaml", tmp_path / "addons" / slug)
@@ -65,7 +69,8 @@ def test_sync_writes_and_check_finds_stale_copies(tmp_path: Path) -> None:
     assert shared.stale(root) == every  # missing
     assert shared.sync(root) == every
     assert shared.stale(root) == []
-    changed, unexecutable = every[0], every[-1]
+    changed = every[0]
+    unexecutable = next(path for path in reversed(every) if path.name == "finish")
     (root / changed).write_text("# edited by hand\n", encoding="utf-8")
     (root / unexecutable).chmod(0o644)
     assert shared.stale(root) == [changed, unexecutable]

@@ -6,7 +6,7 @@ streaming clients send it: Home Assistant's own wyoming integration sends the
 language model's deltas as they come, a few characters each, and Kokoro reads a
 sentence at a time. The add-on's image is built from its own folder, so its
 `wyoming_kokoro/sentences.py` is a copy of this file, written by
-`scripts/addon_copies.py` and kept equal by `tests/addons/test_addon_copies.py`:
+`scripts/sync-addon-shared` and kept equal by `tests/addons/test_shared_code.py`:
 edit this one. That is why it imports nothing but the standard library.
 """
 
