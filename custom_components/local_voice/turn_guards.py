@@ -221,11 +221,16 @@ class CallGuard:
 
     def said(self) -> Fit | None:
         """Return what the user's words name clearly (in the satellite's area)."""
+        found = self._said_match()
+        return found if isinstance(found, Fit) else None
+
+    def _said_match(self) -> Grounding:
+        """Match the user's words; the satellite's area settles two fits."""
         everything = exposed_entities(self.hass)
         found = match(said_words(self.utterance, everything), everything, None)
         if isinstance(found, Ambiguous):
-            return found.in_area(self.area)
-        return found if isinstance(found, Fit) else None
+            return found.in_area(self.area) or found
+        return found
 
     def is_action(self, call: llm.ToolInput) -> bool:
         """Return True when the call changes something."""
@@ -266,7 +271,14 @@ class CallGuard:
 
     def _intended(self, call: llm.ToolInput) -> Fit | Ambiguous | None:
         """Return the target the user meant, when the call's differs from it."""
-        said: Fit | Ambiguous | None = self.said()
+        found = self._said_match()
+        said: Fit | Ambiguous | None = found if isinstance(found, Fit) else None
+        if (
+            isinstance(found, Ambiguous)
+            and not self.utterance.wants_several
+            and not self._names_one_of(call, found)
+        ):
+            return found  # "the lamp": which one, not whatever the model picked
         if said is None and self.utterance.refers_back:
             said = self._referred()
         if not isinstance(said, Fit):
@@ -278,6 +290,14 @@ class CallGuard:
         if "name" not in said.target and not isinstance(name, str):
             return None  # both an area and kind: the intent matches it itself
         return said
+
+    @staticmethod
+    def _names_one_of(call: llm.ToolInput, found: Ambiguous) -> bool:
+        """Return True when the call names one of the candidates exactly."""
+        name = call.tool_args.get("name")
+        return isinstance(name, str) and any(
+            name.casefold() == n.casefold() for e in found.entities for n in e.names
+        )
 
     def _referred(self) -> Fit | Ambiguous | None:
         """Return the target "it" or "the other one" points back to."""

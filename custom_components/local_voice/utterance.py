@@ -79,6 +79,27 @@ _BACK_REFERENCES = frozenset(
     {"it", "that", "this", "them", "those", "these", "again", "same"}
 )
 _OTHER = frozenset({"other", "another"})
+# Words that ask for several devices at once ("all the lights", "the lamps").
+_SEVERAL = frozenset(
+    [
+        "all",
+        "every",
+        "everything",
+        "both",
+        "lights",
+        "lamps",
+        "fans",
+        "blinds",
+        "shades",
+        "curtains",
+        "shutters",
+        "switches",
+        "plugs",
+        "locks",
+        "covers",
+        "speakers",
+    ]
+)
 _PLACE_PREPOSITIONS = frozenset({"in", "at", "upstairs", "downstairs"})
 
 
@@ -131,6 +152,11 @@ class Utterance:
     def refers_back(self) -> bool:
         """True when the message points at an earlier target ("turn it off")."""
         return self.wants_other or any(w in _BACK_REFERENCES for w in self.words)
+
+    @property
+    def wants_several(self) -> bool:
+        """True when the user asks for several devices ("all the lights")."""
+        return any(word in _SEVERAL for word in self.words)
 
     @property
     def wants_other(self) -> bool:
