@@ -81,24 +81,11 @@ _BACK_REFERENCES = frozenset(
 _OTHER = frozenset({"other", "another"})
 # Words that ask for several devices at once ("all the lights", "the lamps").
 _SEVERAL = frozenset(
-    [
-        "all",
-        "every",
-        "everything",
-        "both",
-        "lights",
-        "lamps",
-        "fans",
-        "blinds",
-        "shades",
-        "curtains",
-        "shutters",
-        "switches",
-        "plugs",
-        "locks",
-        "covers",
-        "speakers",
-    ]
+    {
+        *("all", "every", "everything", "both", "lights", "lamps", "fans"),
+        *("blinds", "shades", "curtains", "shutters", "switches", "plugs"),
+        *("locks", "covers", "speakers"),
+    }
 )
 _PLACE_PREPOSITIONS = frozenset({"in", "at", "upstairs", "downstairs"})
 
