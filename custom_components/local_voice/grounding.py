@@ -79,10 +79,12 @@ def _stem(word: str) -> str:
 
 
 def similar(word: str, other: str) -> bool:
-    """Return True when two words are the same, up to a plural or a typo."""
+    """Return True when two words are the same, up to a plural, an ending or a typo."""
     if word == other or _stem(word) == _stem(other):
         return True
     short = min(len(word), len(other))
+    if short >= 5 and (word.startswith(other) or other.startswith(word)):
+        return True  # "humid" for "humidity", "extract" for "extractor"
     return short >= 4 and (
         difflib.SequenceMatcher(None, word, other).ratio() >= _MIN_SIMILARITY
     )

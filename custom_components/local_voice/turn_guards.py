@@ -11,7 +11,7 @@ of a second model round.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import (
     area_registry as ar,
     device_registry as dr,
+    intent,
     llm,
     translation,
 )
@@ -34,6 +35,7 @@ from .grounding import (
     Exposed,
     Fit,
     Grounding,
+    NotFound,
     exposed_entities,
     ground,
     match,
@@ -119,11 +121,21 @@ async def async_state_answer(
         text = text.lower() if key in words else text
         if unit := state.attributes.get("unit_of_measurement"):
             text = f"{text} {unit}"
-        if (current := state.attributes.get("current_temperature")) is not None:
-            text = f"{text}, {current}°"
+        if entity.domain == "climate":
+            text = _climate_text(text, state.attributes)
         said = AgentError("llm_state", name=entity.name, state=text)
         sentences.append(await async_agent_text(hass, said, language))
     return " ".join(sentences)
+
+
+def _climate_text(mode: str, attributes: Mapping[str, Any]) -> str:
+    """Word a thermostat's state: its mode, the temperature set, the one measured."""
+    parts = [mode]
+    if (target := attributes.get("temperature")) is not None:
+        parts.append(f"set to {target}°")
+    if (current := attributes.get("current_temperature")) is not None:
+        parts.append(f"now {current}°")
+    return ", ".join(parts)
 
 
 @dataclass(slots=True)
@@ -272,6 +284,8 @@ class CallGuard:
     def _intended(self, call: llm.ToolInput) -> Fit | Ambiguous | None:
         """Return the target the user meant, when the call's differs from it."""
         found = self._said_match()
+        if domains := self._tool_domains(call):
+            found = self._within(found, domains)
         said: Fit | Ambiguous | None = found if isinstance(found, Fit) else None
         if (
             isinstance(found, Ambiguous)
@@ -290,6 +304,29 @@ class CallGuard:
         if "name" not in said.target and not isinstance(name, str):
             return None  # both an area and kind: the intent matches it itself
         return said
+
+    def _tool_domains(self, call: llm.ToolInput) -> set[str] | None:
+        """Return the domains a tool's intent acts on (None: any)."""
+        tool = self.tools.get(call.tool_name)
+        intent_type = getattr(tool, "intent_type", None)
+        for handler in intent.async_get(self.hass):
+            if handler.intent_type == intent_type:
+                return handler.platforms
+        return None
+
+    @staticmethod
+    def _within(found: Grounding, domains: set[str]) -> Grounding:
+        """Keep a match only when what it picks is something the tool acts on."""
+        if isinstance(found, NotFound):
+            return found
+        inside = tuple(e for e in found.entities if e.domain in domains)
+        if not inside:
+            return NotFound("")
+        if isinstance(found, Fit):
+            return found
+        if len(inside) == 1:
+            return Fit({"name": inside[0].name}, inside)
+        return Ambiguous(inside)
 
     @staticmethod
     def _names_one_of(call: llm.ToolInput, found: Ambiguous) -> bool:
