@@ -44,13 +44,8 @@ from .tool_calls import (
     repeated_success,
     tool_call_deltas,
 )
-from .turn_guards import (
-    CallGuard,
-    Guarded,
-    failed_target_calls,
-    retry_input,
-    round_calls,
-)
+from .turn_guards import CallGuard, Guarded, retry_input
+from .turn_history import failed_target_calls, round_calls
 
 # From this round on (counted from 0) the model answers in words; a question's
 # second round already does.

@@ -1,17 +1,15 @@
 """Guards around a small model's tool calls, grounded in the home.
 
-Before a round's calls run (`guard_calls`): a question is answered from the
-states, never acted on; a call whose target differs from what the user clearly
-named gets the user's target; a reference back ("turn it off", "the other one")
-gets the last turn's target. After a round (`after_round`): a call whose target
-was not found is grounded once (retried, asked about, or said not found), and a
-single request whose actions all worked ends the turn with their result instead
-of a second model round.
+Before the model (`async_before_model`): a question about what the user clearly
+named is answered from its state; "and the other one" repeats the last action.
+Before a round's calls run (`async_guard`): an action is never run for a question;
+a call whose target differs from what the user clearly named gets the user's
+target; a reference back ("turn it off") gets the last turn's target. After a
+round (turn.py), a call whose target was not found is grounded (`retry_of`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +22,6 @@ from homeassistant.helpers import (
     device_registry as dr,
     intent,
     llm,
-    translation,
 )
 from homeassistant.util import ulid as ulid_util
 
@@ -32,7 +29,6 @@ from .agent_text import AgentError, async_agent_text
 from .const import LOGGER
 from .grounding import (
     Ambiguous,
-    Exposed,
     Fit,
     Grounding,
     NotFound,
@@ -43,99 +39,15 @@ from .grounding import (
     said_words,
     with_target,
 )
+from .state_answer import async_state_answer
+from .turn_history import earlier_action, earlier_targets, utterance_of
 from .utterance import ACTION_VERBS, Utterance
 
+
 # Tool errors that say the target was not found or the slots were refused.
-TARGET_ERRORS = frozenset(
-    ("MatchFailedError", "NoStatesMatchedError", "InvalidSlotInfo")
-)
-# At most this many states are read out for one question.
-_STATES_SAID = 4
-
-
 def is_action(tool: llm.Tool | None) -> bool:
     """Return True for a tool that changes something (not a read-only look-up)."""
     return tool is not None and not tool.annotations.read_only
-
-
-def utterance_of(chat_log: conversation.ChatLog) -> Utterance:
-    """Return the newest user message."""
-    for content in reversed(chat_log.content):
-        if isinstance(content, conversation.UserContent):
-            return Utterance(content.content)
-    return Utterance("")
-
-
-def _success_ids(data: Any) -> list[str]:
-    """Entity ids an intent's response says it acted on."""
-    success = data.get("data", {}).get("success") if isinstance(data, dict) else None
-    return [
-        str(target["id"])
-        for target in success or ()
-        if isinstance(target, dict)
-        and target.get("type") == "entity"
-        and target.get("id")
-    ]
-
-
-def earlier_action(
-    chat_log: conversation.ChatLog,
-) -> tuple[llm.ToolInput | None, list[str]]:
-    """Return the newest earlier turn's last call that acted, and what it acted on."""
-    results: dict[str, llm.ToolResult] = {}
-    newest = True
-    for content in reversed(chat_log.content):
-        if isinstance(content, conversation.UserContent):
-            newest = False
-        elif newest:
-            continue
-        elif isinstance(content, conversation.ToolResultContent):
-            results[content.tool_call_id] = content.result
-        elif isinstance(content, conversation.AssistantContent):
-            for call in reversed(content.tool_calls or ()):
-                result = results.get(call.id)
-                if result and not result.error and (ids := _success_ids(result.data)):
-                    return call, ids
-    return None, []
-
-
-def earlier_targets(chat_log: conversation.ChatLog) -> list[str]:
-    """Return the entities the newest earlier turn that acted acted on."""
-    return earlier_action(chat_log)[1]
-
-
-async def async_state_answer(
-    hass: HomeAssistant, entities: Sequence[Exposed], language: str
-) -> str:
-    """Say the entities' states, each as Home Assistant words it in the UI."""
-    domains = {entity.domain for entity in entities}
-    words = await translation.async_get_translations(
-        hass, language, "entity_component", domains
-    )
-    sentences: list[str] = []
-    for entity in entities[:_STATES_SAID]:
-        if (state := hass.states.get(entity.entity_id)) is None:
-            continue
-        key = f"component.{entity.domain}.entity_component._.state.{state.state}"
-        text = words.get(key, state.state)
-        text = text.lower() if key in words else text
-        if unit := state.attributes.get("unit_of_measurement"):
-            text = f"{text} {unit}"
-        if entity.domain == "climate":
-            text = _climate_text(text, state.attributes)
-        said = AgentError("llm_state", name=entity.name, state=text)
-        sentences.append(await async_agent_text(hass, said, language))
-    return " ".join(sentences)
-
-
-def _climate_text(mode: str, attributes: Mapping[str, Any]) -> str:
-    """Word a thermostat's state: its mode, the temperature set, the one measured."""
-    parts = [mode]
-    if (target := attributes.get("temperature")) is not None:
-        parts.append(f"set to {target}°")
-    if (current := attributes.get("current_temperature")) is not None:
-        parts.append(f"now {current}°")
-    return ", ".join(parts)
 
 
 @dataclass(slots=True)
@@ -391,41 +303,6 @@ class CallGuard:
         area = call.tool_args.get("area")
         in_call = found.in_area(area) if isinstance(area, str) else None
         return in_call or found.in_area(self.area) or found
-
-
-def failed_target_calls(chat_log: conversation.ChatLog) -> list[llm.ToolInput]:
-    """Return the newest round's calls that failed to find their target."""
-    results: dict[str, llm.ToolResult] = {}
-    for content in reversed(chat_log.content):
-        if isinstance(content, conversation.ToolResultContent):
-            results[content.tool_call_id] = content.result
-        elif isinstance(content, conversation.AssistantContent) and content.tool_calls:
-            failed: list[llm.ToolInput] = []
-            for call in content.tool_calls:
-                result = results.get(call.id)
-                data = result.data if result and result.error else None
-                if (
-                    not call.external
-                    and isinstance(data, dict)
-                    and data.get("error") in TARGET_ERRORS
-                ):
-                    failed.append(call)
-            return failed
-    return []
-
-
-def round_calls(chat_log: conversation.ChatLog) -> list[tuple[llm.ToolInput, bool]]:
-    """Return the newest round's calls, each with whether it worked."""
-    results: dict[str, llm.ToolResult] = {}
-    for content in reversed(chat_log.content):
-        if isinstance(content, conversation.ToolResultContent):
-            results[content.tool_call_id] = content.result
-        elif isinstance(content, conversation.AssistantContent) and content.tool_calls:
-            return [
-                (call, (r := results.get(call.id)) is not None and not r.error)
-                for call in content.tool_calls
-            ]
-    return []
 
 
 def retry_input(call: llm.ToolInput, fit: Fit) -> llm.ToolInput:
