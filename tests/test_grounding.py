@@ -238,5 +238,8 @@ async def test_words_are_matched_to_the_home(hass: HomeAssistant) -> None:
     assert not Utterance("Turn on the lamp and tell me a joke").is_single_request
     assert Utterance("Switch that one off again").refers_back
     assert Utterance("Turn off all the lights").wants_several
+    assert Utterance("Lock the back door").direction == "on"  # as HassTurnOn takes it
+    assert Utterance("Close the blinds").direction == "off"
+    assert Utterance("Turn the fan on and the light off").direction is None
     assert not Utterance("Turn on the lamp").wants_several
     assert Utterance("Turn on the desk lamp in the office").place_words == {"office"}

@@ -369,3 +369,19 @@ async def test_null_words_are_left_out(
     assert _tool_calls(hass, result) == [
         ("intent__HassTurnOn", {"name": "Kitchen light"}, False)
     ]
+
+
+async def test_on_off_call_goes_the_way_the_user_said(
+    hass: HomeAssistant, fake: list[FakeLlama]
+) -> None:
+    """Qwen 0.5B called HassTurnOn for "close the blinds": the words decide."""
+    result, _ = await _chat(
+        hass,
+        fake,
+        "Turn off the kitchen light",
+        replay(tool_call_events('{"name": "Kitchen light"}', name="HassTurnOn")),
+    )
+    assert _tool_calls(hass, result) == [
+        ("intent__HassTurnOff", {"name": "Kitchen light"}, False)
+    ]
+    assert speech(result) == "Done: Kitchen light."

@@ -50,6 +50,10 @@ def is_action(tool: llm.Tool | None) -> bool:
     return tool is not None and not tool.annotations.read_only
 
 
+_SWITCH_INTENTS = {"on": "HassTurnOn", "off": "HassTurnOff"}
+SWITCH_TOOLS = tuple(_SWITCH_INTENTS.values())
+
+
 @dataclass(slots=True)
 class Guarded:
     """A round's calls after the guards: what runs, or what is said instead."""
@@ -136,12 +140,27 @@ class CallGuard:
         "Switch that one off again" is a turn-off whatever was done before; with
         another verb ("dim it") the model decides.
         """
-        said = set(self.utterance.words)
-        wanted = {"on": "HassTurnOn", "off": "HassTurnOff"}
-        named = [intent for word, intent in wanted.items() if word in said]
-        if len(named) == 1:
-            return next((name for name in self.tools if name.endswith(named[0])), None)
-        return None if said & ACTION_VERBS else earlier
+        if direction := self.utterance.direction:
+            return self._switch_named(direction)
+        return None if set(self.utterance.words) & ACTION_VERBS else earlier
+
+    def _switch_named(self, direction: str) -> str | None:
+        """Return the on/off tool's name for a direction."""
+        intent_type = _SWITCH_INTENTS[direction]
+        return next((name for name in self.tools if name.endswith(intent_type)), None)
+
+    def _switched(self, call: llm.ToolInput) -> llm.ToolInput:
+        """Return an on/off call going the way the user's words say."""
+        direction = self.utterance.direction
+        if direction is None or not call.tool_name.endswith(SWITCH_TOOLS):
+            return call
+        tool = self._switch_named(direction)
+        if tool is None or tool == call.tool_name:
+            return call
+        LOGGER.debug(
+            "%s called as %s (the user said %s)", call.tool_name, tool, direction
+        )
+        return llm.ToolInput(tool, call.tool_args, id=call.id)
 
     def said(self) -> Fit | None:
         """Return what the user's words name clearly (in the satellite's area)."""
@@ -167,7 +186,7 @@ class CallGuard:
         if self.utterance.is_question:
             return await self._async_question(calls)
         guarded = Guarded()
-        for call in calls:
+        for call in map(self._switched, calls):
             if not self.is_action(call) or not self._takes_target(call):
                 guarded.calls.append(call)
                 continue

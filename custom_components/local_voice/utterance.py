@@ -79,6 +79,10 @@ _BACK_REFERENCES = frozenset(
     {"it", "that", "this", "them", "those", "these", "again", "same"}
 )
 _OTHER = frozenset({"other", "another"})
+# Which way a switch goes, as Home Assistant's intents take it: HassTurnOn opens a
+# cover and locks a lock, HassTurnOff closes and unlocks.
+_ON_WORDS = frozenset({"on", "open", "lock", "activate"})
+_OFF_WORDS = frozenset({"off", "close", "shut", "unlock", "deactivate"})
 # Words that ask for several devices at once ("all the lights", "the lamps").
 _SEVERAL = frozenset(
     {
@@ -144,6 +148,15 @@ class Utterance:
     def wants_several(self) -> bool:
         """True when the user asks for several devices ("all the lights")."""
         return any(word in _SEVERAL for word in self.words)
+
+    @property
+    def direction(self) -> str | None:
+        """Return "on" or "off" when the words switch one way only, else None."""
+        found = set(self.words)
+        on, off = bool(found & _ON_WORDS), bool(found & _OFF_WORDS)
+        if on == off:
+            return None
+        return "on" if on else "off"
 
     @property
     def wants_other(self) -> bool:
