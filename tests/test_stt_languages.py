@@ -10,16 +10,28 @@ are by word match and landmarks.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 import subprocess
 import time
 
 import pytest
 
+from custom_components.local_voice import stt as lv_stt
 from custom_components.local_voice.const import SERVICE_ASR
 from custom_components.local_voice.wyoming_client.audio import SPEECH_FORMAT
 from homeassistant.core import HomeAssistant
 
-from .backends import Backend, require_tool
+from .backends import (
+    VENV_PY,
+    WHISPER_DIR,
+    Backend,
+    asr_argv,
+    require,
+    require_tool,
+    running,
+    start,
+)
 from .common import setup_entry, wyoming_entry
 from .speech_support import (
     Relay,
@@ -33,13 +45,19 @@ from .test_stt import stt_entity
 
 # The words spoken, landmarks that must be heard, and the share of words heard in
 # order. Whisper base hears espeak-ng's German whole, its Spanish with a word or two
-# wrong ("en 100 de la luz de la cocía"), its French worst ("mais la musique doit le
-# faire"); with English forced, the German is not heard (the last test).
+# wrong ("enciende la luz de la cocía"), its French worst ("Mme la musique.le salut.");
+# with English forced, the German is not heard (the last test).
 COMMANDS = {
     "de": ("Schalte das Licht in der Küche ein.", ("licht", "küche"), 0.8),
     "fr": ("Mets la musique dans le salon.", ("la musique",), 0.3),
     "es": ("Enciende la luz de la cocina.", ("la luz",), 0.5),
 }
+
+
+@pytest.fixture(autouse=True)
+def slow_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give Whisper base time: on two shared cores it has taken over 30 s."""
+    monkeypatch.setattr(lv_stt, "STT_TIMEOUT_SECONDS", 110)
 
 
 def espeak(text: str, language: str) -> bytes:
@@ -73,15 +91,27 @@ async def test_multilingual_languages_listed(
     assert stt_entity(hass, entry).supported_languages == ["en"]
 
 
+@pytest.fixture
+def fresh_asr_base(tmp_path: Path) -> Iterator[Backend]:
+    """Whisper base that has heard nothing yet.
+
+    The same audio sent again to one server came back differently: what a shared
+    server heard before would decide what these tests hear.
+    """
+    require(VENV_PY, WHISPER_DIR / "ggml-base.bin")
+    with running(start("asr-base", asr_argv("base"), "tcp", tmp_path)) as srv:
+        yield srv
+
+
 @pytest.mark.parametrize("language", sorted(COMMANDS))
 async def test_multilingual_transcript(
-    hass: HomeAssistant, asr_base_server: Backend, language: str
+    hass: HomeAssistant, fresh_asr_base: Backend, language: str
 ) -> None:
     """A spoken command comes back as its words, in the pipeline's language."""
     text, landmarks, min_ratio = COMMANDS[language]
     pcm = espeak(text, language)
     started = time.monotonic()
-    heard = await transcribe(hass, asr_base_server.port, pcm, language)
+    heard = await transcribe(hass, fresh_asr_base.port, pcm, language)
     print(f"{language}: {heard!r} in {time.monotonic() - started:.1f} s")
     assert_heard(heard, text, min_ratio=min_ratio, landmarks=landmarks)
 
