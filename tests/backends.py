@@ -13,10 +13,12 @@ import contextlib
 from dataclasses import dataclass
 import os
 from pathlib import Path
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from typing import NoReturn
 import urllib.error
 import urllib.request
 
@@ -38,17 +40,30 @@ KOKORO_LIB = ROOT / "addons/kokoro/rootfs/usr/local/lib/local_voice"
 KOKORO_FILES = (VENV_PY, KOKORO_MODEL, KOKORO_VOICES)
 
 
-def require(*paths: Path) -> None:
-    """Fail in CI, skip elsewhere, when a backend file is missing."""
-    missing = [str(path) for path in paths if not path.exists()]
-    if not missing:
-        return
+def _unavailable(message: str) -> NoReturn:
+    """Fail in CI, skip elsewhere."""
     import pytest  # noqa: PLC0415
 
-    message = f"real backends missing ({', '.join(missing)}): run scripts/backends"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def require(*paths: Path) -> None:
+    """Fail in CI, skip elsewhere, when a backend file is missing."""
+    missing = [str(path) for path in paths if not path.exists()]
+    if missing:
+        _unavailable(
+            f"real backends missing ({', '.join(missing)}): run scripts/backends"
+        )
+
+
+def require_tool(name: str) -> str:
+    """Return a system tool's path; fail in CI, skip elsewhere, without it."""
+    path = shutil.which(name)
+    if path is None:
+        _unavailable(f"{name} missing: run scripts/setup (or install {name})")
+    return path
 
 
 def free_port() -> int:
@@ -146,11 +161,15 @@ def llama_argv(model: Path, *extra: str, ctx: int = 8192, slots: int = 2) -> lis
     return argv
 
 
-def asr_argv() -> list[str]:
-    """Return the Wyoming whisper.cpp ASR server command line (tiny.en)."""
+def asr_argv(model: str = "tiny.en") -> list[str]:
+    """Return the Wyoming whisper.cpp ASR server command line.
+
+    tiny.en, or the multilingual "base"; English is the server's default either
+    way, so a test hears another language only if the request names it.
+    """
     return [
         str(VENV_PY), "-m", "wyoming_whisper_cpp", "--uri", "tcp://127.0.0.1:{port}",
-        "--model", "tiny.en", "--data-dir", str(WHISPER_DIR), "--language", "en",
+        "--model", model, "--data-dir", str(WHISPER_DIR), "--language", "en",
         "--beam-size", "1",
     ]  # fmt: skip
 

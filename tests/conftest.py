@@ -76,6 +76,15 @@ def asr_server(backend_logs: Path) -> Iterator[Backend]:
 
 
 @pytest.fixture(scope="session")
+def asr_base_server(backend_logs: Path) -> Iterator[Backend]:
+    """Real Wyoming whisper.cpp ASR server on the multilingual Whisper base."""
+    require(VENV_PY, WHISPER_DIR / "ggml-base.bin")
+    argv = asr_argv("base")
+    with running(start("asr-base", argv, "tcp", backend_logs)) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
 def tts_server(backend_logs: Path) -> Iterator[Backend]:
     """The kokoro add-on's own Wyoming server on Kokoro-82M (voice jf_alpha)."""
     require(*KOKORO_FILES)

@@ -88,8 +88,8 @@ def speech_metadata(language: str = "en") -> stt.SpeechMetadata:
 
 
 def normalize(text: str) -> str:
-    """Lower-case words only, for comparing transcripts."""
-    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+    """Lower-case words only (in any alphabet), for comparing transcripts."""
+    return " ".join(re.findall(r"[^\W_]+(?:'[^\W_]+)*", text.lower()))
 
 
 def assert_heard(

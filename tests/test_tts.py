@@ -316,13 +316,13 @@ async def test_unavailable_voice_falls_back_to_default(
         second = relay.request_connections()[1]
         retry = [seen for seen in relay.events if seen.connection == second]
         assert retry[0].type == "synthesize-start"
-        assert "voice" not in retry[0].data
+        assert retry[0].data["voice"] == {"language": "en_US"}
 
 
 async def test_unknown_voice_uses_default(
     hass: HomeAssistant, relay: Relay, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A voice the server does not list is not asked for."""
+    """A voice the server does not list is not asked for: one of the language is."""
     entry = await setup_entry(hass, wyoming_entry(SERVICE_TTS, relay.port))
     entity = tts_entity(hass, entry)
     _, data = await entity.async_get_tts_audio(
@@ -330,7 +330,7 @@ async def test_unknown_voice_uses_default(
     )
     assert data is not None
     assert "has no voice xx_XX-nobody" in caplog.text
-    assert "voice" not in relay.seen("synthesize")[0].data
+    assert relay.seen("synthesize")[0].data["voice"] == {"language": "en_US"}
 
 
 async def test_new_request_stops_the_running_one(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable
+import re
 import time
 
-from wyoming.info import AsrProgram
+from wyoming.info import AsrModel, AsrProgram
 
 from homeassistant.components import stt
 from homeassistant.components.stt.models import (
@@ -39,6 +40,17 @@ async def async_setup_entry(
     async_add_entities([LocalVoiceSpeechToText(entry.runtime_data)])
 
 
+def _model_languages(model: AsrModel) -> list[str]:
+    """Return the languages a model understands: Whisper's `.en` ones, English.
+
+    wyoming-whisper-cpp reports all of Whisper's languages for every model, so a
+    pipeline in another language could pick tiny.en and hear only English.
+    """
+    if re.search(r"\.en(?![a-z])", model.name) and "en" in model.languages:
+        return ["en"]
+    return model.languages
+
+
 class LocalVoiceSpeechToText(WyomingEntity, stt.SpeechToTextEntity):
     """Transcribe with a Wyoming ASR server; audio is forwarded as it arrives.
 
@@ -64,7 +76,7 @@ class LocalVoiceSpeechToText(WyomingEntity, stt.SpeechToTextEntity):
         languages: set[str] = set()
         for model in program.models:
             if model.installed:
-                languages.update(model.languages)
+                languages.update(_model_languages(model))
         self._program = program
         self._languages = sorted(languages)
 

@@ -139,7 +139,7 @@ class LocalVoiceTextToSpeech(WyomingEntity, tts.TextToSpeechEntity):
         self, message: str, language: str, options: dict[str, Any]
     ) -> tts.TtsAudioType:
         """Synthesize a whole message at once (one request, WAV)."""
-        synthesis = self._begin(_one(message), options, WholeText())
+        synthesis = self._begin(_one(message), language, options, WholeText())
         audio_format: AudioFormat | None = None
         pcm: list[bytes] = []
         try:
@@ -160,7 +160,9 @@ class LocalVoiceTextToSpeech(WyomingEntity, tts.TextToSpeechEntity):
     ) -> tts.TTSAudioResponse:
         """Stream text in and audio out; speaking starts with the first sentence."""
         mode = StreamingText() if self._server_streams_text else PerSentence()
-        synthesis = self._begin(request.message_gen, request.options, mode)
+        synthesis = self._begin(
+            request.message_gen, request.language, request.options, mode
+        )
         return tts.TTSAudioResponse("wav", self._stream_wav(synthesis))
 
     async def _stream_wav(self, synthesis: Synthesis) -> AsyncGenerator[bytes]:
@@ -183,7 +185,11 @@ class LocalVoiceTextToSpeech(WyomingEntity, tts.TextToSpeechEntity):
             self._end(synthesis)
 
     def _begin(
-        self, text: AsyncGenerator[str], options: Mapping[str, Any], mode: SynthesisMode
+        self,
+        text: AsyncGenerator[str],
+        language: str,
+        options: Mapping[str, Any],
+        mode: SynthesisMode,
     ) -> Synthesis:
         """Stop what is still speaking, then prepare the new synthesis."""
         for running in list(self._running):
@@ -197,27 +203,40 @@ class LocalVoiceTextToSpeech(WyomingEntity, tts.TextToSpeechEntity):
             self.server,
             text,
             mode,
-            voice=self._voice(options),
+            voice=self._voice(options, language),
             text_timeout=TTS_TEXT_TIMEOUT_SECONDS,
             audio_timeout=TTS_AUDIO_TIMEOUT_SECONDS,
         )
         self._running.add(synthesis)
         return synthesis
 
-    def _voice(self, options: Mapping[str, Any]) -> SynthesizeVoice | None:
-        """Return the voice asked for; None (the server's default) if unknown."""
+    def _voice(self, options: Mapping[str, Any], language: str) -> SynthesizeVoice:
+        """Return the voice asked for, else ask the server for one of the language.
+
+        Wyoming's language-only request lets the server keep its own default voice
+        when that one reads the language (the voice the user gave its add-on).
+        Home Assistant passes only supported_languages, the languages of the
+        server's voices; any other language is logged, never quietly misread.
+        """
         name = options.get(tts.ATTR_VOICE)
-        speaker = options.get(ATTR_SPEAKER)
-        if not name:
-            return None
-        if self._voice_names and name not in self._voice_names:
+        if name and (not self._voice_names or name in self._voice_names):
+            return SynthesizeVoice(
+                name=name, speaker=options.get(ATTR_SPEAKER), language=language
+            )
+        if name:
             LOGGER.warning(
-                "%s has no voice %s: speaking with its default voice",
+                "%s has no voice %s: asking it for a voice of %s",
                 self.server,
                 name,
+                language,
             )
-            return None
-        return SynthesizeVoice(name=name, speaker=speaker)
+        if self._voices and language not in self._voices:
+            LOGGER.warning(
+                "%s has no voice for language %s: its default voice speaks",
+                self.server,
+                language,
+            )
+        return SynthesizeVoice(language=language)
 
     def _end(self, synthesis: Synthesis) -> None:
         """Forget the synthesis; keep its stage timings (diagnostics, sensors)."""

@@ -51,7 +51,7 @@ def test_default_options_give_the_documented_command(whisper: ModuleType) -> Non
         "--model", "base",
         "--data-dir", str(models),
         "--download-dir", str(models),
-        "--language", "en",
+        "--language", "auto",
         "--beam-size", "1",
     ]  # fmt: skip
     assert command.env == {}

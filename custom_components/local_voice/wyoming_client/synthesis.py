@@ -242,9 +242,9 @@ class Synthesis:
     ) -> AsyncGenerator[AudioChunk]:
         """Yield an attempt's audio; retry once with the server's default voice.
 
-        Only an error before any audio, with a voice chosen, is retried: a voice the
+        Only an error before any audio, with a voice named, is retried: a voice the
         server lists but cannot load, as Piper does for voices it would download.
-        From then on this synthesis keeps the default voice.
+        From then on this synthesis asks only for the language, if one was given.
         """
         while True:
             got_audio = False
@@ -254,7 +254,7 @@ class Synthesis:
                         got_audio = True
                         yield chunk
             except ServerErrorEvent as err:
-                if got_audio or self.voice is None:
+                if got_audio or self.voice is None or self.voice.name is None:
                     raise
                 _LOGGER.warning(
                     "%s; speaking with the server's default voice instead of %s",
@@ -262,7 +262,7 @@ class Synthesis:
                     self.voice.name,
                 )
                 self.stats.voice_fallback = True
-                self.voice = None
+                self.voice = SynthesizeVoice(language=self.voice.language)
             else:
                 return
 
