@@ -27,6 +27,8 @@ BACKENDS = Path(
     os.environ.get("LOCAL_VOICE_BACKENDS", Path.home() / ".cache/local_voice/backends")
 )
 QWEN = BACKENDS / "models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+# Fetched only on request (scripts/backends --qwen-1.5b): benchmarks/home_commands.py.
+QWEN15 = BACKENDS / "models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 QWEN_TEMPLATE = BACKENDS / "models/qwen-bare-json.jinja"
 SMOL = BACKENDS / "models/smollm2-135m-instruct-q4_1.gguf"
 WHISPER_DIR = BACKENDS / "models/whispercpp"
