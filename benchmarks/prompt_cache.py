@@ -279,8 +279,12 @@ async def setup_home(hass: HomeAssistant) -> dict[str, str]:
     return satellites
 
 
-def core_entry(url: str) -> MockConfigEntry:
-    """Home Assistant's own llama_cpp integration, recommended settings, Assist on."""
+def core_entry(url: str, **options: Any) -> MockConfigEntry:
+    """Home Assistant's own llama_cpp integration, recommended settings, Assist on.
+
+    `options` replace the answer options (2 tokens at temperature 0: prompts only).
+    """
+    answer = {"max_tokens": 2, "temperature": 0.0, "top_p": 1.0} | options
     return MockConfigEntry(
         domain="llama_cpp",
         title="llama.cpp",
@@ -294,9 +298,7 @@ def core_entry(url: str) -> MockConfigEntry:
                     "chat_model": "local-model",
                     CONF_PROMPT: llm.DEFAULT_INSTRUCTIONS_PROMPT,
                     CONF_LLM_HASS_API: [llm.LLM_API_ASSIST],
-                    "max_tokens": 2,
-                    "temperature": 0.0,
-                    "top_p": 1.0,
+                    **answer,
                 },
                 unique_id=None,
             )
