@@ -360,6 +360,23 @@ def _media_player(device: Device, helper: str, volume: str) -> dict[str, Any]:
     }
 
 
+def create_areas(
+    hass: HomeAssistant,
+    floors: dict[str, str],
+    areas: dict[str, tuple[str, str | None]],
+) -> dict[str, str]:
+    """Create the floors and the areas (each on its floor key, or none); area ids."""
+    floor_ids = {
+        key: fr.async_get(hass).async_create(name).floor_id
+        for key, name in floors.items()
+    }
+    registry = ar.async_get(hass)
+    return {
+        key: registry.async_create(name, floor_id=floor_ids.get(floor or "")).id
+        for key, (name, floor) in areas.items()
+    }
+
+
 @dataclass
 class Home:
     """The home set up in a Home Assistant: its areas, satellites and timer events."""
@@ -371,54 +388,37 @@ class Home:
 
     async def reset(self) -> None:
         """Put every device back in its initial state; forget timers and list items."""
-        services = self.hass.services
         for device in DEVICES:
             helper = _backing(device)
             match device.domain:
                 case "light" | "switch" | "fan" | "cover" | "lock":
                     on = device.state in ("on", "open", "locked")
-                    await _call(self.hass, "input_boolean", on, helper)
+                    await self._set(f"input_boolean.{helper}", on)
                     if device.domain == "light":
-                        await services.async_call(
-                            "input_number",
-                            "set_value",
-                            {
-                                "entity_id": f"input_number.{helper}_level",
-                                "value": device.level,
-                            },
-                            blocking=True,
-                        )
+                        await self._set(f"input_number.{helper}_level", device.level)
                 case "input_boolean":
-                    await _call(
-                        self.hass, "input_boolean", device.state == "on", device.key
-                    )
+                    await self._set(device.entity_id, device.state == "on")
                 case "climate":
-                    await services.async_call(
-                        "input_number",
-                        "set_value",
-                        {"entity_id": f"input_number.{helper}", "value": device.state},
-                        blocking=True,
-                    )
+                    await self._set(f"input_number.{helper}", float(device.state))
                 case "media_player":
-                    await services.async_call(
-                        "input_select",
-                        "select_option",
-                        {"entity_id": f"input_select.{helper}", "option": device.state},
-                        blocking=True,
-                    )
-                    await services.async_call(
-                        "input_number",
-                        "set_value",
-                        {
-                            "entity_id": f"input_number.{helper}_volume",
-                            "value": device.level,
-                        },
-                        blocking=True,
-                    )
+                    await self._set(f"input_select.{helper}", device.state)
+                    await self._set(f"input_number.{helper}_volume", device.level)
         await self._reset_shopping_list()
         self._cancel_timers()
         self.timers.clear()
         await self.hass.async_block_till_done()
+
+    async def _set(self, entity_id: str, value: bool | float | str) -> None:
+        """Set a helper: an input_boolean on or off, an input_number, an option."""
+        domain = entity_id.split(".", maxsplit=1)[0]
+        data: dict[str, Any] = {"entity_id": entity_id}
+        if isinstance(value, bool):
+            service = "turn_on" if value else "turn_off"
+        elif isinstance(value, str):
+            service, data["option"] = "select_option", value
+        else:
+            service, data["value"] = "set_value", value
+        await self.hass.services.async_call(domain, service, data, blocking=True)
 
     async def _reset_shopping_list(self) -> None:
         items = await self.shopping_list()
@@ -472,15 +472,6 @@ class Home:
         return shot
 
 
-async def _call(hass: HomeAssistant, domain: str, on: bool, helper: str) -> None:
-    await hass.services.async_call(
-        domain,
-        "turn_on" if on else "turn_off",
-        {"entity_id": f"{domain}.{helper}"},
-        blocking=True,
-    )
-
-
 async def async_setup_home(hass: HomeAssistant) -> Home:
     """Set up the home in a (test) Home Assistant, in its initial state."""
     config = configuration()
@@ -498,15 +489,7 @@ async def async_setup_home(hass: HomeAssistant) -> Home:
     assert await hass.config_entries.async_setup(shopping.entry_id)
     await hass.async_block_till_done()
 
-    floors = {
-        key: fr.async_get(hass).async_create(name).floor_id
-        for key, name in FLOORS.items()
-    }
-    areas = ar.async_get(hass)
-    area_ids = {
-        key: areas.async_create(name, floor_id=floors.get(floor or "")).id
-        for key, (name, floor) in AREAS.items()
-    }
+    area_ids = create_areas(hass, FLOORS, AREAS)
     entities = er.async_get(hass)
     for device in DEVICES:
         entry = entities.async_get(device.entity_id)
@@ -526,25 +509,22 @@ async def async_setup_home(hass: HomeAssistant) -> Home:
     owner.add_to_hass(hass)
     devices = dr.async_get(hass)
     for key in SATELLITES:
-        device = devices.async_get_or_create(
+        satellite = devices.async_get_or_create(
             config_entry_id=owner.entry_id,
             identifiers={("home_satellites", key)},
             name=f"{AREAS[key][0]} satellite",
         )
-        devices.async_update_device(device.id, area_id=area_ids[key])
-        home.satellites[key] = device.id
-        if key == TIMER_SATELLITE:
-            async_register_timer_handler(
-                hass, device.id, lambda kind, info: home.timers.append((kind, info))
-            )
+        home.satellites[key] = devices.async_update_device(
+            satellite.id, area_id=area_ids[key]
+        ).id  # type: ignore[union-attr]
+    async_register_timer_handler(
+        hass,
+        home.satellites[TIMER_SATELLITE],
+        lambda kind, info: home.timers.append((kind, info)),
+    )
     # A universal player renders its state template on the first change only.
     for device in DEVICES:
         if device.domain == "media_player":
-            await hass.services.async_call(
-                "input_select",
-                "select_option",
-                {"entity_id": f"input_select.{_backing(device)}", "option": "idle"},
-                blocking=True,
-            )
+            await home._set(f"input_select.{_backing(device)}", "idle")
     await home.reset()
     return home

@@ -73,6 +73,7 @@ from homeassistant.helpers import chat_session, entity_registry as er  # noqa: E
 from homeassistant.setup import async_setup_component  # noqa: E402
 
 from custom_components.local_voice.const import (  # noqa: E402
+    CONF_ACTION_ENDS_TURN as ACTION_ENDS_TURN,
     CONF_TEMPERATURE,
     DEFAULT_CONVERSATION_NAME,
     RECOMMENDED_CONVERSATION_OPTIONS,
@@ -98,7 +99,6 @@ from tests.backends import (  # noqa: E402
 from tests.common import llama_entry  # noqa: E402
 
 MODELS = {"qwen0.5b": QWEN, "qwen1.5b": QWEN15}
-ACTION_ENDS_TURN = "action_ends_turn"  # local_voice's subentry option (issue 18)
 MAX_TOKENS = 1024  # local_voice's recommended answer budget, given to both
 CORE = "core"
 LOCAL_VOICE = "local_voice"

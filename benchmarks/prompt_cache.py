@@ -67,10 +67,8 @@ from homeassistant.config_entries import ConfigSubentryData  # noqa: E402
 from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT  # noqa: E402
 from homeassistant.core import Context, HomeAssistant  # noqa: E402
 from homeassistant.helpers import (  # noqa: E402
-    area_registry as ar,
     device_registry as dr,
     entity_registry as er,
-    floor_registry as fr,
     llm,
 )
 from homeassistant.setup import async_setup_component  # noqa: E402
@@ -84,6 +82,7 @@ from custom_components.local_voice.const import (  # noqa: E402
     CONF_TEMPERATURE,
     CONF_TOP_P,
 )
+from home import create_areas  # noqa: E402
 from tests.backends import QWEN, QWEN_TEMPLATE, llama_argv, start  # noqa: E402
 from tests.common import llama_entry  # noqa: E402
 from tests.conversation_support import RecordingProxy  # noqa: E402
@@ -236,15 +235,7 @@ async def setup_home(hass: HomeAssistant) -> dict[str, str]:
     """Areas, exposed entities and satellites; return the satellites' device ids."""
     for component in ("homeassistant", "conversation", "intent", "llm", *DOMAINS):
         assert await async_setup_component(hass, component, {}), component
-    floors = {
-        key: fr.async_get(hass).async_create(name).floor_id
-        for key, name in FLOORS.items()
-    }
-    areas = ar.async_get(hass)
-    area_ids = {
-        key: areas.async_create(name, floor_id=floors.get(floor or "")).id
-        for key, (name, floor) in AREAS.items()
-    }
+    area_ids = create_areas(hass, FLOORS, AREAS)
     entities = er.async_get(hass)
     for entity_id, name, area, state, attributes in ENTITIES:
         domain, object_id = entity_id.split(".")
