@@ -20,7 +20,7 @@ turn that takes longer than `--turn-timeout` seconds is cancelled and not done.
 
     .venv/bin/python benchmarks/home_commands.py [--model qwen0.5b|qwen1.5b]
         [--prefer-local off|on|both] [--action-ends-turn default|on|off|both]
-        [--limit N] [--only CATEGORY] [--turn-timeout S]
+        [--limit N] [--only CATEGORY] [--turn-timeout S] [--budget S]
 
 Prints a progress line per turn, then a table per agent and mode (done/total, tool
 rounds median, time median and p90), a list of every turn, and as the last line
@@ -51,10 +51,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 # Home Assistant first: it must install its voluptuous shim before anything else.
-from homeassistant.components.conversation.chat_log import (  # noqa: E402, I001
-    async_subscribe_chat_logs,
+from homeassistant.components.conversation import (  # noqa: E402, I001
+    AssistantContent,
+    UserContent,
 )
-from homeassistant.components.conversation.const import ChatLogEventType  # noqa: E402
+from homeassistant.components.conversation.chat_log import DATA_CHAT_LOGS  # noqa: E402
 from homeassistant.components.assist_pipeline import (  # noqa: E402
     PipelineEvent,
     PipelineEventType,
@@ -128,23 +129,20 @@ class Result:
     local: bool = False  # handled by Home Assistant's own intents (prefer local)
 
 
-class ToolCalls:
-    """Counts each conversation's tool-call rounds from its chat log's events."""
+def turn_calls(hass: HomeAssistant, conversation_id: str) -> list[list[str]]:
+    """The tool calls of each round of the conversation's last turn, from its chat log.
 
-    def __init__(self) -> None:
-        self.calls: dict[str, list[list[str]]] = {}
-
-    def listen(self, conversation_id: str, kind: ChatLogEventType, data: Any) -> None:
-        content = data.get("content") if isinstance(data, dict) else None
-        if kind != ChatLogEventType.CONTENT_ADDED or not content:
-            return
-        if content.get("role") == "assistant" and content.get("tool_calls"):
-            self.calls.setdefault(conversation_id, []).append(
-                [_call_text(call) for call in content["tool_calls"]]
-            )
-
-    def rounds(self, conversation_id: str) -> list[list[str]]:
-        return self.calls.get(conversation_id, [])
+    Read from the stored log: Home Assistant tells subscribers of tool results, not
+    of the assistant content that carried the calls.
+    """
+    chat_log = hass.data[DATA_CHAT_LOGS].get(conversation_id)
+    rounds: list[list[str]] = []
+    for content in chat_log.content if chat_log else []:
+        if isinstance(content, UserContent):
+            rounds = []
+        elif isinstance(content, AssistantContent) and content.tool_calls:
+            rounds.append([_call_text(call) for call in content.tool_calls])
+    return rounds
 
 
 def _call_text(call: Any) -> str:
@@ -257,7 +255,6 @@ async def run_conversation(
     agent: Agent,
     mode: str,
     chat: Conversation,
-    tools: ToolCalls,
     turn_seconds: float,
 ) -> list[Result]:
     """Reset the home, then say the conversation's turns to the agent; judge each."""
@@ -267,7 +264,6 @@ async def run_conversation(
     results = []
     for turn in chat.turns:
         before = await home.snapshot()
-        rounds_before = len(tools.rounds(conversation_id or ""))
         timers_before = len(home.timers)
         began = time.monotonic()
         conversation_id, end = await say(
@@ -275,7 +271,7 @@ async def run_conversation(
         )
         seconds = time.monotonic() - began
         await home.hass.async_block_till_done()
-        rounds = tools.rounds(conversation_id)[rounds_before:]
+        rounds = turn_calls(home.hass, conversation_id)
         output = end.get("intent_output") or {}
         speech = output.get("response", {}).get("speech", {}).get("plain", {})
         outcome = Outcome(
@@ -319,11 +315,10 @@ async def run_all(
 ) -> list[Result]:
     """Set up Home Assistant, the home and the agents; run each mode's conversations."""
     results: list[Result] = []
+    deadline = time.monotonic() + args.budget
     async with home_assistant() as hass:
         home = await async_setup_home(hass)
         assert await async_setup_component(hass, "assist_pipeline", {})
-        tools = ToolCalls()
-        async_subscribe_chat_logs(hass, tools.listen)
         began = time.monotonic()
         agents = await setup_agents(hass, core_url, ours_url, args.action_ends_turn)
         print(
@@ -339,9 +334,12 @@ async def run_all(
                 pipelines = hass.data[KEY_ASSIST_PIPELINE].pipeline_store.data
                 agent.pipeline = pipelines[agent.pipeline.id]
             for chat in chats:
+                if time.monotonic() > deadline:
+                    print(f"--budget {args.budget:g} s spent: the rest is not run")
+                    break
                 for agent in agents:
                     results += await run_conversation(
-                        home, agent, label, chat, tools, args.turn_timeout
+                        home, agent, label, chat, args.turn_timeout
                     )
         for entry in hass.config_entries.async_entries():
             await hass.config_entries.async_unload(entry.entry_id)
@@ -434,6 +432,13 @@ def main() -> None:
         type=float,
         default=120,
         help="seconds a turn may take; longer is cancelled and not done (120)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=float("inf"),
+        help="seconds; once spent, no new conversation starts and the report covers"
+        " those run",
     )
     parser.add_argument("--verbose", action="store_true", help="agents' warnings too")
     parser.add_argument("--logs", type=Path, help="keep the llama-servers' logs here")
