@@ -348,7 +348,14 @@ def _media_player(device: Device, helper: str, volume: str) -> dict[str, Any]:
         "state_template": f"{{{{ states('input_select.{helper}') }}}}",
         "attributes": {"volume_level": f"input_number.{volume}"},
         "commands": {
-            "turn_on": select("idle"),
+            # On: idle when it was off; a player already on keeps its state.
+            "turn_on": _set(
+                "input_select",
+                "select_option",
+                helper,
+                option=f"{{{{ 'idle' if is_state('input_select.{helper}', 'off')"
+                f" else states('input_select.{helper}') }}}}",
+            ),
             "turn_off": select("off"),
             "media_play": select("playing"),
             "media_pause": select("paused"),

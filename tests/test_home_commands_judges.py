@@ -100,6 +100,12 @@ async def test_area_brightness_lock_and_thermostat(home: Home) -> None:
 
 async def test_media_player_pauses_and_sets_volume(home: Home) -> None:
     before = await home.snapshot()
+    await act(home, "HassTurnOn", {"name": "TV"})  # on already: it keeps playing
+    assert becomes({})(Outcome(before, await home.snapshot())) is None
+    await act(home, "HassTurnOn", {"name": "Kids speaker"})  # off: it goes idle
+    outcome = Outcome(before, await home.snapshot())
+    assert becomes({"media_player.kids_speaker": "idle"})(outcome) is None
+    await home.reset()
     await act(home, "HassMediaPause", {"name": "TV"})
     await act(home, "HassSetVolume", {"name": "TV", "volume_level": 50})
     outcome = Outcome(before, await home.snapshot())
