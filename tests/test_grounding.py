@@ -18,6 +18,7 @@ import pytest
 from custom_components.local_voice.const import CONF_MAX_TOKENS, CONF_TEMPERATURE
 from custom_components.local_voice.grounding import (
     Ambiguous,
+    Exposed,
     Fit,
     NotFound,
     exposed_entities,
@@ -236,6 +237,31 @@ async def test_words_are_matched_to_the_home(hass: HomeAssistant) -> None:
     assert Utterance("Is the garage door open?").is_question
     assert not Utterance("Can you turn on the lamp?").is_question
     assert not Utterance("Turn on the lamp and tell me a joke").is_single_request
+    bedroom = [
+        Exposed(
+            "light.a",
+            "Bedroom light",
+            ("Bedroom light",),
+            "Bedroom",
+            ("Bedroom",),
+            "light",
+        ),
+        Exposed(
+            "light.b",
+            "Bedside lamp",
+            ("Bedside lamp",),
+            "Bedroom",
+            ("Bedroom",),
+            "light",
+        ),
+    ]
+    assert match(["bedroom", "lights"], bedroom, None).target == {
+        "area": "Bedroom",
+        "domain": "light",
+    }
+    assert match(["bedroom", "light"], bedroom, None).target == {
+        "name": "Bedroom light"
+    }
     assert Utterance("Switch that one off again").refers_back
     assert Utterance("Turn off all the lights").wants_several
     assert Utterance("Lock the back door").direction == "on"  # as HassTurnOn takes it

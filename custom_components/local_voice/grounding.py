@@ -290,9 +290,13 @@ def match(query: list[str], everything: list[Exposed], domain: str | None) -> Gr
     query = _distinctive(query)
     if not query:
         return NotFound("")
+    area = _area_named(query, everything)
+    plural = any(_domain_of(word) and word != _stem(word) for word in query)
+    if isinstance(area, Fit) and plural and len(area.entities) > 1:
+        return area  # "the bedroom lights": every light there, not "Bedroom light"
     if exact := _named_exactly(query, everything):
         return _fit_of(exact, query, everything)
-    if area := _area_named(query, everything):
+    if area:
         return area
     scored = [(score, e) for e in everything if (score := _score(query, e))]
     if domain and any(e.domain == domain for _, e in scored):

@@ -229,11 +229,14 @@ class CallGuard:
         if not isinstance(said, Fit):
             return said
         name = call.tool_args.get("name")
+        if "name" not in said.target:  # the user named an area (and a kind)
+            if not isinstance(name, str):
+                return None  # so does the call: the intent matches it itself
+            if self.utterance.wants_several:
+                return said  # "the bedroom lights": all of them, not one
         names = {n.casefold() for e in said.entities for n in e.names}
         if isinstance(name, str) and name.casefold() in names:
             return None
-        if "name" not in said.target and not isinstance(name, str):
-            return None  # both an area and kind: the intent matches it itself
         return said
 
     def _tool_domains(self, call: llm.ToolInput) -> set[str] | None:
