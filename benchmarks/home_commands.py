@@ -321,6 +321,8 @@ async def run_all(
         assert await async_setup_component(hass, "assist_pipeline", {})
         began = time.monotonic()
         agents = await setup_agents(hass, core_url, ours_url, args.action_ends_turn)
+        if args.no_core:
+            agents = [agent for agent in agents if agent.label != CORE]
         print(
             f"agents set up, warm-up done: {time.monotonic() - began:.0f} s", flush=True
         )
@@ -439,6 +441,11 @@ def main() -> None:
         default=float("inf"),
         help="seconds; once spent, no new conversation starts and the report covers"
         " those run",
+    )
+    parser.add_argument(
+        "--no-core",
+        action="store_true",
+        help="local_voice alone (core's turns can take minutes each on a slow CPU)",
     )
     parser.add_argument("--verbose", action="store_true", help="agents' warnings too")
     parser.add_argument("--logs", type=Path, help="keep the llama-servers' logs here")
