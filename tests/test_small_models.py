@@ -385,3 +385,18 @@ async def test_on_off_call_goes_the_way_the_user_said(
         ("intent__HassTurnOff", {"name": "Kitchen light"}, False)
     ]
     assert speech(result) == "Done: Kitchen light."
+
+
+async def test_tool_that_cannot_act_on_the_device_becomes_the_switch(
+    hass: HomeAssistant, fake: list[FakeLlama]
+) -> None:
+    """Qwen 0.5B called HassCancelAllTimers for "close the blinds" (home_commands)."""
+    result, _ = await _chat(
+        hass,
+        fake,
+        "Switch off the coffee machine",
+        replay(tool_call_events("{}", name="HassCancelAllTimers")),
+    )
+    assert _tool_calls(hass, result) == [
+        ("intent__HassTurnOff", {"name": "Coffee machine"}, False)
+    ]

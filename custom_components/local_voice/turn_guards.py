@@ -150,17 +150,29 @@ class CallGuard:
         return next((name for name in self.tools if name.endswith(intent_type)), None)
 
     def _switched(self, call: llm.ToolInput) -> llm.ToolInput:
-        """Return an on/off call going the way the user's words say."""
+        """Return an on/off call going the way the user's words say.
+
+        A switch the model called the wrong way round is turned; another tool
+        that cannot act on the device the user named (a timer tool for "close
+        the blinds") becomes the switch, on that device.
+        """
         direction = self.utterance.direction
-        if direction is None or not call.tool_name.endswith(SWITCH_TOOLS):
+        if direction is None or (tool := self._switch_named(direction)) is None:
             return call
-        tool = self._switch_named(direction)
-        if tool is None or tool == call.tool_name:
+        args = call.tool_args
+        if not call.tool_name.endswith(SWITCH_TOOLS):
+            said = self.said()
+            if (
+                said is None
+                or self._takes_target(call)
+                or "timer" in self.utterance.words
+            ):
+                return call
+            args = dict(said.target)
+        if tool == call.tool_name:
             return call
-        LOGGER.debug(
-            "%s called as %s (the user said %s)", call.tool_name, tool, direction
-        )
-        return llm.ToolInput(tool, call.tool_args, id=call.id)
+        LOGGER.debug("%s made %s: the user said %s", call.tool_name, tool, direction)
+        return llm.ToolInput(tool, args, id=call.id)
 
     def said(self) -> Fit | None:
         """Return what the user's words name clearly (in the satellite's area)."""
