@@ -75,7 +75,8 @@ def attribute(state: str, name: str, low: float, high: float) -> Expected:
 
 
 def _words(text: str) -> str:
-    return " " + re.sub(r"[^a-z0-9.]+", " ", text.lower()) + " "
+    # A full stop ends a word ("closed."); a decimal point stays ("18.6").
+    return " " + re.sub(r"[^a-z0-9.]+|\.(?!\d)", " ", text.lower()) + " "
 
 
 def says(any_of: list[str], none_of: tuple[str, ...] = ()) -> Judge:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-import difflib
 from typing import Any
 
 from homeassistant.components import conversation
@@ -33,65 +32,10 @@ from homeassistant.helpers import (
 )
 
 from .utterance import ACTION_VERBS, Utterance, words
+from .vocabulary import DEVICE_CLASSES, FILLERS, domain_of, similar, stem
 
 # Arguments of Assist's intents that pick the target, not what to do with it.
 TARGET_ARGUMENTS = frozenset(("name", "area", "floor", "domain", "device_class"))
-# Words that name a kind of device (English), and the domain they mean.
-_DOMAIN_WORDS = {
-    "light": "light",
-    "lamp": "light",
-    "bulb": "light",
-    "switch": "switch",
-    "plug": "switch",
-    "socket": "switch",
-    "outlet": "switch",
-    "fan": "fan",
-    "blind": "cover",
-    "shade": "cover",
-    "curtain": "cover",
-    "shutter": "cover",
-    "cover": "cover",
-    "lock": "lock",
-    "thermostat": "climate",
-    "heating": "climate",
-    "tv": "media_player",
-    "television": "media_player",
-    "speaker": "media_player",
-    "music": "media_player",
-    "player": "media_player",
-    "sensor": "sensor",
-}
-# Words that never name a device: articles, pronouns, states, fillers.
-_FILLER_WORDS = (
-    "a an the my our your please in on off of at to for from all every each and"
-    " is are was were it its that this them those these one ones again same other"
-    " another what what's whats how how's tell me can could would will you up down"
-    " now right here there currently state status open closed locked unlocked"
-    " playing paused running still do does did has have any anything know i i'm"
-    " we be percent degrees degree minutes minute seconds hours brightness volume"
-)
-_FILLERS = frozenset(_FILLER_WORDS.split())
-_MIN_SIMILARITY = 0.8
-
-
-def _stem(word: str) -> str:
-    return word.removesuffix("s") if len(word) > 3 else word
-
-
-def similar(word: str, other: str) -> bool:
-    """Return True when two words are the same, up to a plural, an ending or a typo."""
-    if word == other or _stem(word) == _stem(other):
-        return True
-    short = min(len(word), len(other))
-    if short >= 5 and (word.startswith(other) or other.startswith(word)):
-        return True  # "humid" for "humidity", "extract" for "extractor"
-    return short >= 4 and (
-        difflib.SequenceMatcher(None, word, other).ratio() >= _MIN_SIMILARITY
-    )
-
-
-def _domain_of(word: str) -> str | None:
-    return _DOMAIN_WORDS.get(_stem(word))
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +139,7 @@ def _distinctive(found: Iterable[str]) -> list[str]:
     return [
         word
         for word in dict.fromkeys(found)
-        if word not in _FILLERS and word not in ACTION_VERBS and not word.isdigit()
+        if word not in FILLERS and word not in ACTION_VERBS and not word.isdigit()
     ]
 
 
@@ -204,7 +148,7 @@ def _score(query: list[str], entity: Exposed) -> tuple[int, int] | None:
     names, places = entity.name_words, entity.place_words
     by_name = [w for w in query if any(similar(w, n) for n in names)]
     for word in query:
-        if word in by_name or _domain_of(word) == entity.domain:
+        if word in by_name or domain_of(word) == entity.domain:
             continue
         if not any(similar(word, place) for place in places):
             return None
@@ -255,23 +199,23 @@ def _fit_of(
 
 def _named_exactly(query: list[str], everything: list[Exposed]) -> list[Exposed]:
     """Return the entities one of whose names is exactly the words (up to plurals)."""
-    said = {_stem(word) for word in query}
+    said = {stem(word) for word in query}
     return [
         entity
         for entity in everything
-        if any({_stem(word) for word in words(name)} == said for name in entity.names)
+        if any({stem(word) for word in words(name)} == said for name in entity.names)
     ]
 
 
 def _area_named(query: list[str], everything: list[Exposed]) -> Grounding | None:
     """Return an area (with a kind of device) when the words name nothing else."""
-    domains = {d for word in query if (d := _domain_of(word))}
-    rest = [word for word in query if not _domain_of(word)]
+    domains = {d for word in query if (d := domain_of(word))}
+    rest = [word for word in query if not domain_of(word)]
     if not rest or len(domains) > 1:
         return None
     for entity in everything:
-        if entity.area and {_stem(w) for w in words(entity.area)} == {
-            _stem(w) for w in rest
+        if entity.area and {stem(w) for w in words(entity.area)} == {
+            stem(w) for w in rest
         }:
             inside = [
                 e
@@ -285,13 +229,26 @@ def _area_named(query: list[str], everything: list[Exposed]) -> Grounding | None
     return None
 
 
+def kind_named(query: list[str]) -> dict[str, str] | None:
+    """Return the target of words that name a kind of device alone ("the blinds")."""
+    query = _distinctive(query)
+    domains = {domain_of(word) for word in query}
+    if not query or None in domains or len(domains) != 1:
+        return None
+    target = {"domain": str(domains.pop())}
+    classes = {c for word in query if (c := DEVICE_CLASSES.get(stem(word)))}
+    if len(classes) == 1:
+        target["device_class"] = classes.pop()
+    return target
+
+
 def match(query: list[str], everything: list[Exposed], domain: str | None) -> Grounding:
     """Find what the words name among the exposed entities."""
     query = _distinctive(query)
     if not query:
         return NotFound("")
     area = _area_named(query, everything)
-    plural = any(_domain_of(word) and word != _stem(word) for word in query)
+    plural = any(domain_of(word) and word != stem(word) for word in query)
     if isinstance(area, Fit) and plural and len(area.entities) > 1:
         return area  # "the bedroom lights": every light there, not "Bedroom light"
     if exact := _named_exactly(query, everything):
@@ -309,7 +266,7 @@ def match(query: list[str], everything: list[Exposed], domain: str | None) -> Gr
 
 def known(word: str, everything: list[Exposed]) -> bool:
     """Return True when some exposed entity's name, place or kind has the word."""
-    return _domain_of(word) is not None or any(
+    return domain_of(word) is not None or any(
         any(similar(word, other) for other in e.name_words | e.place_words)
         for e in everything
     )
@@ -384,6 +341,9 @@ def others_like(hass: HomeAssistant, entity_ids: Iterable[str]) -> list[Exposed]
         for e in rest
         if any(e.domain == p.domain and e.name_words & p.name_words for p in last)
     ]
+    near = [e for e in named if any(p.area and e.area == p.area for p in last)]
+    if len(near) == 1:
+        return near  # the other kitchen light, not the living room's ceiling
     return named or [
         e
         for e in rest

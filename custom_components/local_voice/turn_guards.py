@@ -29,18 +29,25 @@ from .agent_text import AgentError, async_agent_text
 from .const import LOGGER
 from .grounding import (
     Ambiguous,
+    Exposed,
     Fit,
     Grounding,
     NotFound,
     exposed_entities,
     ground,
+    kind_named,
     match,
     others_like,
     said_words,
     with_target,
 )
 from .state_answer import async_state_answer
-from .turn_history import earlier_action, earlier_targets, utterance_of
+from .turn_history import (
+    earlier_action,
+    earlier_targets,
+    earlier_utterance,
+    utterance_of,
+)
 from .utterance import ACTION_VERBS, Utterance
 
 
@@ -124,17 +131,17 @@ class CallGuard:
             return None
         call, _ = earlier_action(self.chat_log)
         target = self._referred()
-        if call is None or target is None:
+        if target is None:
             return None
         if isinstance(target, Ambiguous):
             return await self.async_which_one(target)
-        tool = self._switch_tool(call.tool_name)
+        tool = self._switch_tool(call.tool_name if call else None)
         if tool is None:
             return None
-        args = with_target(call.tool_args, target.target)
+        args = with_target(call.tool_args if call else {}, target.target)
         return Guarded(calls=[llm.ToolInput(tool, args, id=ulid_util.ulid_now())])
 
-    def _switch_tool(self, earlier: str) -> str | None:
+    def _switch_tool(self, earlier: str | None) -> str | None:
         """Return the tool a follow-up means: its on/off word, else the last one.
 
         "Switch that one off again" is a turn-off whatever was done before; with
@@ -174,15 +181,35 @@ class CallGuard:
         LOGGER.debug("%s made %s: the user said %s", call.tool_name, tool, direction)
         return llm.ToolInput(tool, args, id=call.id)
 
+    @staticmethod
+    def _kind_fit(target: dict[str, str], everything: list[Exposed]) -> Grounding:
+        """Return the fit of a kind (in an area), or nothing when none is there."""
+        picked = tuple(
+            e
+            for e in everything
+            if e.domain == target["domain"]
+            and ("area" not in target or e.area == target["area"])
+        )
+        return Fit(dict(target), picked) if picked else NotFound("")
+
     def said(self) -> Fit | None:
         """Return what the user's words name clearly (in the satellite's area)."""
         found = self._said_match()
         return found if isinstance(found, Fit) else None
 
     def _said_match(self) -> Grounding:
-        """Match the user's words; the satellite's area settles two fits."""
+        """Match the user's words; the satellite's area settles two fits.
+
+        Words that name only a kind ("the lights") mean that kind in the
+        satellite's area, or everywhere ("all the lights", or from the app).
+        """
         everything = exposed_entities(self.hass)
-        found = match(said_words(self.utterance, everything), everything, None)
+        words = said_words(self.utterance, everything)
+        if self.utterance.wants_several and (kind := kind_named(words)):
+            if self.area and "all" not in words:
+                kind["area"] = self.area
+            return self._kind_fit(kind, everything)
+        found = match(words, everything, None)
         if isinstance(found, Ambiguous):
             return found.in_area(self.area) or found
         return found
@@ -285,6 +312,13 @@ class CallGuard:
     def _referred(self) -> Fit | Ambiguous | None:
         """Return the target "it" or "the other one" points back to."""
         earlier = earlier_targets(self.chat_log)
+        if not earlier and (before := earlier_utterance(self.chat_log)):
+            # "Is the back door locked?" then "lock it": what was asked about.
+            everything = exposed_entities(self.hass)
+            asked = match(said_words(before, everything), everything, None)
+            earlier = (
+                [e.entity_id for e in asked.entities] if isinstance(asked, Fit) else []
+            )
         if not earlier:
             return None
         if self.utterance.wants_other:
@@ -299,11 +333,10 @@ class CallGuard:
 
     async def _async_question(self, calls: list[llm.ToolInput]) -> Guarded:
         """Answer a question from the states; never run an action for it."""
-        found: Grounding | None = self.said()
-        if found is None:
-            target = next((c for c in calls if self.is_action(c)), calls[0])
-            found = ground(self.hass, target.tool_args, self.utterance)
-        if isinstance(found, Fit):
+        # Only what the user named: states the model picked would answer another
+        # question than the one asked.
+        found = self.said()
+        if found is not None:
             text = await async_state_answer(self.hass, found.entities, self.language)
             if text:
                 return Guarded(say=text)

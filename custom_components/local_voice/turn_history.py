@@ -60,6 +60,12 @@ def earlier_action(
     return None, []
 
 
+def earlier_utterance(chat_log: conversation.ChatLog) -> Utterance | None:
+    """Return the user's message of the turn before the newest."""
+    users = [c for c in chat_log.content if isinstance(c, conversation.UserContent)]
+    return Utterance(users[-2].content) if len(users) > 1 else None
+
+
 def earlier_targets(chat_log: conversation.ChatLog) -> list[str]:
     """Return the entities the newest earlier turn that acted acted on."""
     return earlier_action(chat_log)[1]
