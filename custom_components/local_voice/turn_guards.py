@@ -11,6 +11,7 @@ round (turn.py), a call whose target was not found is grounded (`retry_of`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import probatio
@@ -192,6 +193,11 @@ class CallGuard:
         )
         return Fit(dict(target), picked) if picked else NotFound("")
 
+    @cached_property
+    def everything(self) -> list[Exposed]:
+        """The exposed entities, read once a turn (names and areas, not states)."""
+        return exposed_entities(self.hass)
+
     def said(self) -> Fit | None:
         """Return what the user's words name clearly (in the satellite's area)."""
         found = self._said_match()
@@ -203,7 +209,7 @@ class CallGuard:
         Words that name only a kind ("the lights") mean that kind in the
         satellite's area, or everywhere ("all the lights", or from the app).
         """
-        everything = exposed_entities(self.hass)
+        everything = self.everything
         words = said_words(self.utterance, everything)
         if self.utterance.wants_several and (kind := kind_named(words)):
             if self.area and "all" not in words:
@@ -314,7 +320,7 @@ class CallGuard:
         earlier = earlier_targets(self.chat_log)
         if not earlier and (before := earlier_utterance(self.chat_log)):
             # "Is the back door locked?" then "lock it": what was asked about.
-            everything = exposed_entities(self.hass)
+            everything = self.everything
             asked = match(said_words(before, everything), everything, None)
             earlier = (
                 [e.entity_id for e in asked.entities] if isinstance(asked, Fit) else []
@@ -326,7 +332,7 @@ class CallGuard:
             if len(others) == 1:
                 return Fit({"name": others[0].name}, (others[0],))
             return Ambiguous(tuple(others)) if others else None
-        entities = [e for e in exposed_entities(self.hass) if e.entity_id in earlier]
+        entities = [e for e in self.everything if e.entity_id in earlier]
         if len(entities) == 1:
             return Fit({"name": entities[0].name}, (entities[0],))
         return None
