@@ -262,6 +262,9 @@ async def test_words_are_matched_to_the_home(hass: HomeAssistant) -> None:
     assert match(["bedroom", "light"], bedroom, None).target == {
         "name": "Bedroom light"
     }
+    assert Utterance("Set a timer for 5 minutes").duration == {"minutes": 5}
+    assert Utterance("Start a 30 second timer").duration == {"seconds": 30}
+    assert Utterance("Turn on the lamp").duration is None
     assert Utterance("Switch that one off again").refers_back
     assert Utterance("Turn off all the lights").wants_several
     assert Utterance("Lock the back door").direction == "on"  # as HassTurnOn takes it

@@ -400,3 +400,19 @@ async def test_tool_that_cannot_act_on_the_device_becomes_the_switch(
     assert _tool_calls(hass, result) == [
         ("intent__HassTurnOff", {"name": "Coffee machine"}, False)
     ]
+
+
+async def test_timer_takes_the_length_the_user_said(
+    hass: HomeAssistant, fake: list[FakeLlama]
+) -> None:
+    """Qwen 0.5B sent `hours: 30` for "a 30 second timer" (home_commands)."""
+    result, _ = await _chat(
+        hass,
+        fake,
+        "Start a 30 second timer",
+        replay(tool_call_events('{"hours": 30}', name="HassStartTimer")),
+    )
+    calls = _tool_calls(hass, result)
+    assert [(name, args) for name, args, _ in calls] == [
+        ("intent__HassStartTimer", {"seconds": 30})
+    ]

@@ -60,6 +60,7 @@ def is_action(tool: llm.Tool | None) -> bool:
 
 _SWITCH_INTENTS = {"on": "HassTurnOn", "off": "HassTurnOff"}
 SWITCH_TOOLS = tuple(_SWITCH_INTENTS.values())
+_DURATION_ARGUMENTS = frozenset(("hours", "minutes", "seconds"))
 
 
 @dataclass(slots=True)
@@ -157,6 +158,14 @@ class CallGuard:
         intent_type = _SWITCH_INTENTS[direction]
         return next((name for name in self.tools if name.endswith(intent_type)), None)
 
+    def _timed(self, call: llm.ToolInput) -> llm.ToolInput:
+        """Return a timer call with the length the user said, not the model's guess."""
+        duration = self.utterance.duration
+        if duration is None or not call.tool_name.endswith("HassStartTimer"):
+            return call
+        kept = {k: v for k, v in call.tool_args.items() if k not in _DURATION_ARGUMENTS}
+        return llm.ToolInput(call.tool_name, {**kept, **duration}, id=call.id)
+
     def _switched(self, call: llm.ToolInput) -> llm.ToolInput:
         """Return an on/off call going the way the user's words say.
 
@@ -231,7 +240,7 @@ class CallGuard:
         if self.utterance.is_question:
             return await self._async_question(calls)
         guarded = Guarded()
-        for call in map(self._switched, calls):
+        for call in map(self._switched, map(self._timed, calls)):
             if not self.is_action(call) or not self._takes_target(call):
                 guarded.calls.append(call)
                 continue

@@ -16,6 +16,8 @@ import itertools
 import re
 
 _WORD = re.compile(r"[\w']+")
+# "5 minutes", "30 second", "2-hour": the number and its unit, as timers take them.
+_DURATION = re.compile(r"(\d+)[\s-]*(hour|minute|second)s?\b")
 _QUESTION_STARTS = frozenset(
     {
         "is",
@@ -148,6 +150,14 @@ class Utterance:
     def wants_several(self) -> bool:
         """True when the user asks for several devices ("all the lights")."""
         return any(word in _SEVERAL for word in self.words)
+
+    @property
+    def duration(self) -> dict[str, int] | None:
+        """Return the length the user said ("a 30 second timer"), by unit."""
+        found: dict[str, int] = {}
+        for number, unit in _DURATION.findall(self.text.casefold()):
+            found[f"{unit}s" if not unit.endswith("s") else unit] = int(number)
+        return found or None
 
     @property
     def direction(self) -> str | None:
