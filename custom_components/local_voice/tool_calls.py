@@ -34,6 +34,7 @@ from .tool_arguments import (
     parse_tool_arguments,
     resolve_tool_name,
 )
+from .turn_history import acted_on, newest_round
 
 
 def _refusal(call_id: str, name: str, raw: str, problem: Exception) -> dict[str, Any]:
@@ -147,17 +148,8 @@ def _call_key(tool_input: llm.ToolInput) -> str:
 
 def failed_calls(chat_log: conversation.ChatLog) -> dict[str, str]:
     """Return the failed calls of the newest round of tool calls, with why."""
-    results: dict[str, llm.ToolResult] = {}
-    for content in reversed(chat_log.content):
-        if isinstance(content, conversation.ToolResultContent):
-            results[content.tool_call_id] = content.result
-        elif isinstance(content, conversation.AssistantContent) and content.tool_calls:
-            break
-    else:
-        return {}
     failed: dict[str, str] = {}
-    for call in content.tool_calls or ():
-        result = results.get(call.id)
+    for call, result in newest_round(chat_log):
         if call.external or result is None or not result.error:
             continue
         data = result.data if isinstance(result.data, dict) else {}
@@ -195,20 +187,8 @@ def done_calls(chat_log: conversation.ChatLog) -> dict[str, list[str]]:
         elif isinstance(content, conversation.AssistantContent):
             for call in content.tool_calls or ():
                 if not call.external and (result := results.get(call.id)):
-                    done[_call_key(call)] = _acted_on(result.data)
+                    done[_call_key(call)] = acted_on(result.data, "name")
     return done
-
-
-def _acted_on(data: Any) -> list[str]:
-    """Return the entities an intent's response says it acted on (not their area)."""
-    success = data.get("data", {}).get("success") if isinstance(data, dict) else None
-    return [
-        str(target["name"])
-        for target in success or ()
-        if isinstance(target, dict)
-        and target.get("type") == "entity"
-        and target.get("name")
-    ]
 
 
 def repeated_success(

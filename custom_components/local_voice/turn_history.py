@@ -18,7 +18,6 @@ TARGET_ERRORS = frozenset(
 )
 
 
-# At most this many states are read out for one question.
 def utterance_of(chat_log: conversation.ChatLog) -> Utterance:
     """Return the newest user message."""
     for content in reversed(chat_log.content):
@@ -27,15 +26,15 @@ def utterance_of(chat_log: conversation.ChatLog) -> Utterance:
     return Utterance("")
 
 
-def _success_ids(data: Any) -> list[str]:
-    """Entity ids an intent's response says it acted on."""
+def acted_on(data: Any, field: str) -> list[str]:
+    """Return a field ("id", "name") of the entities an intent's response acted on."""
     success = data.get("data", {}).get("success") if isinstance(data, dict) else None
     return [
-        str(target["id"])
+        str(target[field])
         for target in success or ()
         if isinstance(target, dict)
         and target.get("type") == "entity"
-        and target.get("id")
+        and target.get(field)
     ]
 
 
@@ -55,7 +54,7 @@ def earlier_action(
         elif isinstance(content, conversation.AssistantContent):
             for call in reversed(content.tool_calls or ()):
                 result = results.get(call.id)
-                if result and not result.error and (ids := _success_ids(result.data)):
+                if result and not result.error and (ids := acted_on(result.data, "id")):
                     return call, ids
     return None, []
 
@@ -71,36 +70,35 @@ def earlier_targets(chat_log: conversation.ChatLog) -> list[str]:
     return earlier_action(chat_log)[1]
 
 
-def failed_target_calls(chat_log: conversation.ChatLog) -> list[llm.ToolInput]:
-    """Return the newest round's calls that failed to find their target."""
+def newest_round(
+    chat_log: conversation.ChatLog,
+) -> list[tuple[llm.ToolInput, llm.ToolResult | None]]:
+    """Return the newest round's calls, each with its result (if it has one)."""
     results: dict[str, llm.ToolResult] = {}
     for content in reversed(chat_log.content):
         if isinstance(content, conversation.ToolResultContent):
             results[content.tool_call_id] = content.result
         elif isinstance(content, conversation.AssistantContent) and content.tool_calls:
-            failed: list[llm.ToolInput] = []
-            for call in content.tool_calls:
-                result = results.get(call.id)
-                data = result.data if result and result.error else None
-                if (
-                    not call.external
-                    and isinstance(data, dict)
-                    and data.get("error") in TARGET_ERRORS
-                ):
-                    failed.append(call)
-            return failed
+            return [(call, results.get(call.id)) for call in content.tool_calls]
     return []
+
+
+def failed_target_calls(chat_log: conversation.ChatLog) -> list[llm.ToolInput]:
+    """Return the newest round's calls that failed to find their target."""
+    return [
+        call
+        for call, result in newest_round(chat_log)
+        if not call.external
+        and result is not None
+        and result.error
+        and isinstance(result.data, dict)
+        and result.data.get("error") in TARGET_ERRORS
+    ]
 
 
 def round_calls(chat_log: conversation.ChatLog) -> list[tuple[llm.ToolInput, bool]]:
     """Return the newest round's calls, each with whether it worked."""
-    results: dict[str, llm.ToolResult] = {}
-    for content in reversed(chat_log.content):
-        if isinstance(content, conversation.ToolResultContent):
-            results[content.tool_call_id] = content.result
-        elif isinstance(content, conversation.AssistantContent) and content.tool_calls:
-            return [
-                (call, (r := results.get(call.id)) is not None and not r.error)
-                for call in content.tool_calls
-            ]
-    return []
+    return [
+        (call, result is not None and not result.error)
+        for call, result in newest_round(chat_log)
+    ]
