@@ -3,11 +3,13 @@
 The code every add-on runs the same way (the model download, the launcher, the s6
 `finish` script) is written once, in addons/shared/; code an add-on shares with the
 integration (the kokoro server's sentence splitter) is written once, in the
-integration. Each copy is generated: the
-Supervisor builds an add-on on the device from that add-on's folder alone, and the
-publish workflow uses the same folder as its Docker build context, so the file must
-be there. Each copy carries a header line naming its source;
-tests/addons/test_shared_code.py fails when a copy differs from what this writes.
+integration. The start of every image stage (base, environment, HEALTHCHECK, labels)
+is written once too, and spliced into each Dockerfile between two marker lines, since
+a Dockerfile cannot include another. Each copy is generated: the Supervisor builds an
+add-on on the device from that add-on's folder alone, and the publish workflow uses
+the same folder as its Docker build context, so the file must be there. Each copy
+carries a header line naming its source; tests/addons/test_shared_code.py fails when
+a copy differs from what this writes.
 
 Usage: scripts/sync-addon-shared [--check]  (--check: write nothing, list stale copies)
 """
@@ -26,6 +28,13 @@ TARGETS = {
     "fetch_model.py": "rootfs/usr/local/lib/local_voice/fetch_model.py",
     "launcher.py": "rootfs/usr/local/lib/local_voice/launcher.py",
     "finish": "rootfs/etc/s6-overlay/s6-rc.d/{slug}/finish",
+}
+# A block of Dockerfile lines, between header() and footer() lines: its source in
+# addons/shared/ -> the add-ons whose Dockerfile holds it (None: every add-on).
+BLOCKS: dict[str, tuple[str, ...] | None] = {
+    "image-stage.Dockerfile": None,
+    "vulkan-runtime.Dockerfile": ("llama_server", "whisper_cpp"),
+    "python-venv.Dockerfile": ("kokoro", "llama_server"),
 }
 # Integration code one add-on runs too: its source -> the copy.
 FROM_INTEGRATION = {
@@ -54,6 +63,24 @@ def header(source: Path) -> str:
     return line if len(line) <= 89 else line.replace(" from ", " from\n# ", 1)
 
 
+def footer(source: Path) -> str:
+    """Return the line that ends a generated block inside a file."""
+    return f"# End of the generated block ({source}).\n"
+
+
+def splice(source: Path, text: str, current: str) -> str:
+    """Return `current` with its block generated from `source` holding `text`.
+
+    Raises ValueError when `current` lacks the block's header or footer line: where
+    the block goes in a file is the file's own choice, made once by hand.
+    """
+    before, start, rest = current.partition(header(source))
+    _, end, after = rest.partition(footer(source))
+    if not start or not end:
+        raise ValueError(f"no block generated from {source}: add its marker lines")
+    return f"{before}{start}{text}{end}{after}"
+
+
 def render(source: Path, text: str) -> str:
     """Return `text` with the header after its `#!` and shellcheck lines."""
     lines = text.splitlines(keepends=True)
@@ -72,7 +99,7 @@ def slugs(root: Path) -> list[str]:
 
 
 def copies(root: Path = ROOT) -> list[Copy]:
-    """Return every copy the add-ons should hold, generated from addons/shared/."""
+    """Return every copy the add-ons should hold, whole files and spliced blocks."""
     result = []
     for name, target in TARGETS.items():
         source = SHARED / name
@@ -81,6 +108,16 @@ def copies(root: Path = ROOT) -> list[Copy]:
         for slug in slugs(root):
             path = Path("addons", slug, target.format(slug=slug))
             result.append(Copy(source, path, text, mode))
+    for name, holders in BLOCKS.items():
+        source = SHARED / name
+        text = (root / source).read_text(encoding="utf-8")
+        for slug in holders or slugs(root):
+            path = Path("addons", slug, "Dockerfile")
+            current = (root / path).read_text(encoding="utf-8")
+            for earlier in (c for c in result if c.path == path):
+                current = earlier.text  # a second block in the same file
+            mode = (root / path).stat().st_mode & 0o777
+            result.append(Copy(source, path, splice(source, text, current), mode))
     for source, path in FROM_INTEGRATION.items():
         text = render(source, (root / source).read_text(encoding="utf-8"))
         result.append(Copy(source, path, text, (root / source).stat().st_mode & 0o777))

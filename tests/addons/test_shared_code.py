@@ -24,9 +24,11 @@ COPIES = shared.copies()
 def test_every_addon_gets_every_shared_file() -> None:
     assert shared.slugs(ROOT) == sorted(SLUGS)
     sources = [p.name for p in (ADDONS / "shared").iterdir() if p.name != "README.md"]
-    assert sorted(sources) == sorted(shared.TARGETS)
+    assert sorted(sources) == sorted([*shared.TARGETS, *shared.BLOCKS])
+    blocks = sum(len(holders or SLUGS) for holders in shared.BLOCKS.values())
     from_integration = len(shared.FROM_INTEGRATION)
-    assert len(COPIES) == len(shared.TARGETS) * len(SLUGS) + from_integration
+    files = len(shared.TARGETS) * len(SLUGS)
+    assert len(COPIES) == files + blocks + from_integration
 
 
 @pytest.mark.parametrize("copy", COPIES, ids=[str(c.path) for c in COPIES])
@@ -43,7 +45,10 @@ def test_copy_equals_its_source(copy: shared.Copy) -> None:
 def test_copy_is_marked_as_generated(copy: shared.Copy) -> None:
     text = (ROOT / copy.path).read_text(encoding="utf-8")
     marker = shared.header(copy.source)
-    if text.startswith("#!"):  # the interpreter line and shellcheck's stay first
+    if copy.source.name in shared.BLOCKS:  # a block inside the file, both ends marked
+        assert f"{marker}{(ROOT / copy.source).read_text(encoding='utf-8')}" in text
+        assert text.count(marker) == text.count(shared.footer(copy.source)) == 1
+    elif text.startswith("#!"):  # the interpreter line and shellcheck's stay first
         _, shellcheck, rest = text.split("\n", 2)
         assert shellcheck == "# shellcheck shell=bash"
         assert rest.startswith(marker)
@@ -60,6 +65,12 @@ def _tree(tmp_path: Path) -> Path:
     for slug in SLUGS:
         (tmp_path / "addons" / slug).mkdir(parents=True)
         shutil.copy(ADDONS / slug / "config.yaml", tmp_path / "addons" / slug)
+        dockerfile = (ADDONS / slug / "Dockerfile").read_text(encoding="utf-8")
+        for name in shared.BLOCKS:  # each block's marker lines, nothing between them
+            source = shared.SHARED / name
+            if shared.header(source) in dockerfile:
+                dockerfile = shared.splice(source, "", dockerfile)
+        (tmp_path / "addons" / slug / "Dockerfile").write_text(dockerfile, "utf-8")
     return tmp_path
 
 
@@ -76,6 +87,16 @@ def test_sync_writes_and_check_finds_stale_copies(tmp_path: Path) -> None:
     assert shared.stale(root) == [changed, unexecutable]
     assert shared.sync(root) == [changed, unexecutable]
     assert shared.stale(root) == []
+
+
+def test_a_dockerfile_without_its_block_markers_is_an_error(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    dockerfile = root / "addons" / SLUGS[0] / "Dockerfile"
+    source = shared.SHARED / "image-stage.Dockerfile"
+    text = dockerfile.read_text(encoding="utf-8")
+    dockerfile.write_text(text.replace(shared.footer(source), ""), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"image-stage\.Dockerfile: add its marker"):
+        shared.sync(root)
 
 
 def test_the_script_checks_this_checkout() -> None:
