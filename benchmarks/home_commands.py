@@ -281,6 +281,7 @@ async def run_conversation(
             rounds=len(rounds),
             timers=home.timers[timers_before:],
             error=end.get("error"),
+            failed=output.get("response", {}).get("response_type") == "error",
         )
         why = outcome.error or turn.judge(outcome)
         result = Result(

@@ -31,6 +31,7 @@ class Outcome:
     rounds: int = 0
     timers: list[tuple[TimerEventType, TimerInfo]] = field(default_factory=list)
     error: str | None = None
+    failed: bool = False  # the agent answered with an error response
 
 
 Judge = Callable[[Outcome], str | None]
@@ -106,9 +107,11 @@ def says_number(value: float, tolerance: float = 0.5) -> Judge:
 
 
 def answers(max_rounds: int = 2) -> Judge:
-    """An open question: a non-empty sentence within max_rounds rounds; no change."""
+    """An open question: an answer (not an error) within max_rounds rounds; no change."""
 
     def judge(outcome: Outcome) -> str | None:
+        if outcome.failed:
+            return f"an error: {outcome.answer!r}"
         if not re.search(r"[A-Za-z]{2}", outcome.answer):
             return "no answer"
         if outcome.rounds + 1 > max_rounds:

@@ -143,6 +143,8 @@ async def test_questions_and_reset(home: Home) -> None:
     assert locked(Outcome(shot, shot, "The front door is unlocked.")) is not None
     assert answers()(Outcome(shot, shot, "Paris.", rounds=1)) is None
     assert answers()(Outcome(shot, shot, "Paris.", rounds=2)) is not None
+    error = Outcome(shot, shot, "I could not understand that.", failed=True)
+    assert answers()(error) is not None
 
     await act(home, "HassTurnOff", {"name": "Desk lamp"})
     assert says(["off"])(Outcome(shot, await home.snapshot(), "off")) is not None

@@ -264,6 +264,35 @@ def match(query: list[str], everything: list[Exposed], domain: str | None) -> Gr
     return _fit_of([e for score, e in scored if score == top], query, everything)
 
 
+def match_for(
+    query: list[str],
+    everything: list[Exposed],
+    domains: set[str] | None,
+    domain: str | None = None,
+) -> Grounding:
+    """Match among what a tool acts on; words that name nothing of it name a place.
+
+    "Set the bedroom temperature to 20 degrees" names the bedroom's temperature
+    sensor; for the thermostat's tool it means the thermostat in the bedroom.
+    """
+    if not domains:
+        return match(query, everything, domain)
+    candidates = [e for e in everything if e.domain in domains]
+    found = match(query, candidates, domain)
+    if not isinstance(found, NotFound):
+        return found
+    query = _distinctive(query)
+    areas = {
+        e.area
+        for e in candidates
+        if e.area and any(similar(w, p) for w in query for p in words(e.area))
+    }
+    if len(areas) != 1:
+        return found
+    area = areas.pop()
+    return _fit_of([e for e in candidates if e.area == area], query, everything)
+
+
 def known(word: str, everything: list[Exposed]) -> bool:
     """Return True when some exposed entity's name, place or kind has the word."""
     return domain_of(word) is not None or any(
@@ -302,20 +331,24 @@ def _call_domain(args: Mapping[str, Any]) -> str | None:
 
 
 def ground(
-    hass: HomeAssistant, args: Mapping[str, Any], utterance: Utterance
+    hass: HomeAssistant,
+    args: Mapping[str, Any],
+    utterance: Utterance,
+    domains: set[str] | None = None,
 ) -> Grounding:
     """Find the target the user meant: from their own words first, then the call's.
 
     The user's words are what they said; the call's are the model's reading of
     them. A clear fit of the user's words wins; otherwise the call's target words
     are grounded (and when both are unclear, the user is asked about theirs).
+    Only what the tool acts on (`domains`, None: anything) is a candidate.
     """
     everything = exposed_entities(hass)
     domain = _call_domain(args)
-    said = match(said_words(utterance, everything), everything, domain)
+    said = match_for(said_words(utterance, everything), everything, domains, domain)
     if isinstance(said, Fit):
         return said
-    called = match(_call_words(args, everything), everything, domain)
+    called = match_for(_call_words(args, everything), everything, domains, domain)
     if isinstance(called, Fit) or isinstance(said, NotFound):
         return called
     return said

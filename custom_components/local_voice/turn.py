@@ -138,12 +138,21 @@ class ChatTurn:
                 self.raw = True
                 continue
             if done.error is not None:
-                return done.error
+                return await self._async_unread(done.error)
             self.raw = False
             if (ended := await self._async_decide(done)) is not None:
                 return ended if not isinstance(ended, bool) else None
             iteration += 1
         return AgentError("llm_tool_loop_limit", limit=max_rounds)
+
+    async def _async_unread(self, error: TurnError) -> TurnError | None:
+        """End a turn whose answer could not be read: from the words, or the error."""
+        unread = isinstance(error, UnparsableToolCall) or (
+            isinstance(error, AgentError) and error.translation_key == "llm_no_answer"
+        )
+        if unread and (words := self.guard.from_words()) is not None:
+            return await self._async_without_model(words)
+        return error
 
     async def _async_without_model(self, first: Guarded) -> TurnError | None:
         """Say what the guards answered, or run the call they made, then end."""
@@ -242,15 +251,12 @@ class ChatTurn:
     async def _async_say_done(self) -> bool:
         """End the turn with what the round's actions did, without another round."""
         names = [n for targets in done_calls(self.chat_log).values() for n in targets]
-        calls = [call for call, _ in round_calls(self.chat_log)]
-        targets = ", ".join(dict.fromkeys(names)) or ", ".join(
-            call.tool_name.rsplit("__", 1)[-1] for call in calls
+        done = (
+            AgentError("llm_tool_done", targets=", ".join(dict.fromkeys(names)))
+            if names
+            else AgentError("llm_done")  # a timer: no device to name
         )
-        text = await async_agent_text(
-            self.entity.hass,
-            AgentError("llm_tool_done", targets=targets),
-            self.guard.language,
-        )
+        text = await async_agent_text(self.entity.hass, done, self.guard.language)
         await self.entity.async_add_deltas(
             self.chat_log, {"role": "assistant", "content": text}
         )

@@ -3,30 +3,31 @@
 Before the model (`async_before_model`): a question about what the user clearly
 named is answered from its state; "and the other one" repeats the last action.
 Before a round's calls run (`async_guard`): an action is never run for a question;
-a call whose target differs from what the user clearly named gets the user's
-target; a reference back ("turn it off") gets the last turn's target. After a
-round (turn.py), a call whose target was not found is grounded (`retry_of`).
+a timer gets the length said; a tool that cannot act on what the user named gets
+the one that can (assist_tools.py); an on/off call goes the way the words say; a
+call whose target differs from what the user clearly named (user_target.py) gets
+the user's target; a reference back ("turn it off") gets the last turn's target.
+After a round (turn.py), a call whose target was not found is grounded
+(`retry_of`); an answer that could not be read is done from the words alone when
+they make one call (`from_words`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
-
-import probatio
 
 from homeassistant.components import conversation
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import (
     area_registry as ar,
     device_registry as dr,
-    intent,
     llm,
 )
 from homeassistant.util import ulid as ulid_util
 
 from .agent_text import AgentError, async_agent_text
+from .assist_tools import SWITCH_TOOLS, AssistTools
 from .const import LOGGER
 from .grounding import (
     Ambiguous,
@@ -34,32 +35,19 @@ from .grounding import (
     Fit,
     Grounding,
     NotFound,
-    exposed_entities,
     ground,
-    kind_named,
-    match,
-    others_like,
+    match_for,
     said_words,
     with_target,
 )
 from .state_answer import async_state_answer
 from .turn_history import (
     earlier_action,
-    earlier_targets,
-    earlier_utterance,
     utterance_of,
 )
+from .user_target import UserTarget
 from .utterance import ACTION_VERBS, Utterance
 
-
-# Tool errors that say the target was not found or the slots were refused.
-def is_action(tool: llm.Tool | None) -> bool:
-    """Return True for a tool that changes something (not a read-only look-up)."""
-    return tool is not None and not tool.annotations.read_only
-
-
-_SWITCH_INTENTS = {"on": "HassTurnOn", "off": "HassTurnOff"}
-SWITCH_TOOLS = tuple(_SWITCH_INTENTS.values())
 _DURATION_ARGUMENTS = frozenset(("hours", "minutes", "seconds"))
 
 
@@ -109,8 +97,17 @@ class CallGuard:
         self.language = language
         self.active = active
         self.utterance = utterance_of(chat_log) if active else Utterance("")
-        api = chat_log.llm_api
-        self.tools = {tool.name: tool for tool in api.tools} if api else {}
+        self.tools = AssistTools.of(hass, chat_log.llm_api)
+        self.target = UserTarget(hass, chat_log, self.utterance, self.area)
+
+    @property
+    def everything(self) -> list[Exposed]:
+        """The exposed entities, read once a turn (names and areas, not states)."""
+        return self.target.everything
+
+    def said(self) -> Fit | None:
+        """Return what the user's words name clearly (in the satellite's area)."""
+        return self.target.said()
 
     async def async_before_model(self) -> Guarded | None:
         """Answer without the model what the home alone answers.
@@ -132,7 +129,7 @@ class CallGuard:
         if not utterance.refers_back or self.said() is not None:
             return None
         call, _ = earlier_action(self.chat_log)
-        target = self._referred()
+        target = self.target.referred()
         if target is None:
             return None
         if isinstance(target, Ambiguous):
@@ -143,6 +140,34 @@ class CallGuard:
         args = with_target(call.tool_args if call else {}, target.target)
         return Guarded(calls=[llm.ToolInput(tool, args, id=ulid_util.ulid_now())])
 
+    def from_words(self) -> Guarded | None:
+        """Return the one call the user's words alone make, for a model that made none.
+
+        A single request for a timer of a said length, or to switch a device the
+        user clearly named, needs no model: when the model's answer could not be
+        read, it is done from the words rather than failed.
+        """
+        utterance = self.utterance
+        if not self.active or not utterance.is_single_request:
+            return None
+        tool: str | None
+        args: dict[str, Any]
+        if "timer" in utterance.words and (duration := utterance.duration):
+            tool = self.tools.named("HassStartTimer")
+            args = dict(duration)
+        elif (direction := utterance.direction) and (said := self.said()):
+            tool = self.tools.switch(direction)
+            domains = {e.domain for e in said.entities}
+            if tool and not self.tools.acts_on(tool, domains):
+                tool = None
+            args = dict(said.target)
+        else:
+            return None
+        if tool is None:
+            return None
+        LOGGER.debug("No call from the model; %s(%s) from the words", tool, args)
+        return Guarded(calls=[llm.ToolInput(tool, args, id=ulid_util.ulid_now())])
+
     def _switch_tool(self, earlier: str | None) -> str | None:
         """Return the tool a follow-up means: its on/off word, else the last one.
 
@@ -150,13 +175,8 @@ class CallGuard:
         another verb ("dim it") the model decides.
         """
         if direction := self.utterance.direction:
-            return self._switch_named(direction)
+            return self.tools.switch(direction)
         return None if set(self.utterance.words) & ACTION_VERBS else earlier
-
-    def _switch_named(self, direction: str) -> str | None:
-        """Return the on/off tool's name for a direction."""
-        intent_type = _SWITCH_INTENTS[direction]
-        return next((name for name in self.tools if name.endswith(intent_type)), None)
 
     def _timed(self, call: llm.ToolInput) -> llm.ToolInput:
         """Return a timer call with the length the user said, not the model's guess."""
@@ -174,14 +194,14 @@ class CallGuard:
         the blinds") becomes the switch, on that device.
         """
         direction = self.utterance.direction
-        if direction is None or (tool := self._switch_named(direction)) is None:
+        if direction is None or (tool := self.tools.switch(direction)) is None:
             return call
         args = call.tool_args
         if not call.tool_name.endswith(SWITCH_TOOLS):
             said = self.said()
             if (
                 said is None
-                or self._takes_target(call)
+                or self.tools.takes_target(call.tool_name)
                 or "timer" in self.utterance.words
             ):
                 return call
@@ -191,47 +211,29 @@ class CallGuard:
         LOGGER.debug("%s made %s: the user said %s", call.tool_name, tool, direction)
         return llm.ToolInput(tool, args, id=call.id)
 
-    @staticmethod
-    def _kind_fit(target: dict[str, str], everything: list[Exposed]) -> Grounding:
-        """Return the fit of a kind (in an area), or nothing when none is there."""
-        picked = tuple(
-            e
-            for e in everything
-            if e.domain == target["domain"]
-            and ("area" not in target or e.area == target["area"])
-        )
-        return Fit(dict(target), picked) if picked else NotFound("")
+    def _retooled(self, call: llm.ToolInput) -> llm.ToolInput:
+        """Return the call on a tool that can act on what the user named.
 
-    @cached_property
-    def everything(self) -> list[Exposed]:
-        """The exposed entities, read once a turn (names and areas, not states)."""
-        return exposed_entities(self.hass)
-
-    def said(self) -> Fit | None:
-        """Return what the user's words name clearly (in the satellite's area)."""
-        found = self._said_match()
-        return found if isinstance(found, Fit) else None
-
-    def _said_match(self) -> Grounding:
-        """Match the user's words; the satellite's area settles two fits.
-
-        Words that name only a kind ("the lights") mean that kind in the
-        satellite's area, or everywhere ("all the lights", or from the app).
+        tool_choice.py says how the tool is chosen. A timer tool is left alone
+        when the user speaks of a timer, and so is any call when no other tool
+        clearly fits.
         """
-        everything = self.everything
-        words = said_words(self.utterance, everything)
-        if self.utterance.wants_several and (kind := kind_named(words)):
-            if self.area and "all" not in words:
-                kind["area"] = self.area
-            return self._kind_fit(kind, everything)
-        found = match(words, everything, None)
-        if isinstance(found, Ambiguous):
-            return found.in_area(self.area) or found
-        return found
+        if "timer" in self.utterance.words or (
+            call.tool_name in self.tools and not self.tools.is_action(call.tool_name)
+        ):
+            return call  # a look-up stays; a tool the model made up is replaced
+        target = self.said() or self.target.said_known()
+        if target is None:
+            return call
+        instead = self.tools.instead_of(call.tool_name, target, self.utterance)
+        if instead is None:
+            return call
+        LOGGER.debug("%s made %s%s: it acts on %s", call.tool_name, *instead, target)
+        return llm.ToolInput(*instead, id=call.id)
 
     def is_action(self, call: llm.ToolInput) -> bool:
         """Return True when the call changes something."""
-        return is_action(self.tools.get(call.tool_name))
+        return self.tools.is_action(call.tool_name)
 
     async def async_guard(self, calls: list[llm.ToolInput]) -> Guarded:
         """Check a round's calls before they run."""
@@ -240,8 +242,8 @@ class CallGuard:
         if self.utterance.is_question:
             return await self._async_question(calls)
         guarded = Guarded()
-        for call in map(self._switched, map(self._timed, calls)):
-            if not self.is_action(call) or not self._takes_target(call):
+        for call in map(self._switched, map(self._retooled, map(self._timed, calls))):
+            if not self.is_action(call) or not self.tools.takes_target(call.tool_name):
                 guarded.calls.append(call)
                 continue
             target = self._intended(call)
@@ -255,22 +257,16 @@ class CallGuard:
             guarded.calls.append(llm.ToolInput(call.tool_name, args, id=call.id))
         return guarded
 
-    def _takes_target(self, call: llm.ToolInput) -> bool:
-        """Return True for a tool that picks entities by name (not a timer's)."""
-        tool = self.tools.get(call.tool_name)
-        if tool is None:
-            return False
-        try:
-            tool.parameters({"name": "x"})
-        except probatio.Invalid:
-            return False
-        return True
-
     def _intended(self, call: llm.ToolInput) -> Fit | Ambiguous | None:
         """Return the target the user meant, when the call's differs from it."""
-        found = self._said_match()
-        if domains := self._tool_domains(call):
+        found = self.target.said_match()
+        if domains := self.tools.domains(call.tool_name):
             found = self._within(found, domains)
+            if isinstance(found, NotFound):
+                words = said_words(self.utterance, self.everything)
+                found = match_for(words, self.everything, domains)
+                if isinstance(found, Ambiguous):
+                    found = found.in_area(self.area) or found
         said: Fit | Ambiguous | None = found if isinstance(found, Fit) else None
         if (
             isinstance(found, Ambiguous)
@@ -279,7 +275,7 @@ class CallGuard:
         ):
             return found  # "the lamp": which one, not whatever the model picked
         if said is None and self.utterance.refers_back:
-            said = self._referred()
+            said = self.target.referred()
         if not isinstance(said, Fit):
             return said
         name = call.tool_args.get("name")
@@ -292,15 +288,6 @@ class CallGuard:
         if isinstance(name, str) and name.casefold() in names:
             return None
         return said
-
-    def _tool_domains(self, call: llm.ToolInput) -> set[str] | None:
-        """Return the domains a tool's intent acts on (None: any)."""
-        tool = self.tools.get(call.tool_name)
-        intent_type = getattr(tool, "intent_type", None)
-        for handler in intent.async_get(self.hass):
-            if handler.intent_type == intent_type:
-                return handler.platforms
-        return None
 
     @staticmethod
     def _within(found: Grounding, domains: set[str]) -> Grounding:
@@ -323,28 +310,6 @@ class CallGuard:
         return isinstance(name, str) and any(
             name.casefold() == n.casefold() for e in found.entities for n in e.names
         )
-
-    def _referred(self) -> Fit | Ambiguous | None:
-        """Return the target "it" or "the other one" points back to."""
-        earlier = earlier_targets(self.chat_log)
-        if not earlier and (before := earlier_utterance(self.chat_log)):
-            # "Is the back door locked?" then "lock it": what was asked about.
-            everything = self.everything
-            asked = match(said_words(before, everything), everything, None)
-            earlier = (
-                [e.entity_id for e in asked.entities] if isinstance(asked, Fit) else []
-            )
-        if not earlier:
-            return None
-        if self.utterance.wants_other:
-            others = others_like(self.hass, earlier)
-            if len(others) == 1:
-                return Fit({"name": others[0].name}, (others[0],))
-            return Ambiguous(tuple(others)) if others else None
-        entities = [e for e in self.everything if e.entity_id in earlier]
-        if len(entities) == 1:
-            return Fit({"name": entities[0].name}, (entities[0],))
-        return None
 
     async def _async_question(self, calls: list[llm.ToolInput]) -> Guarded:
         """Answer a question from the states; never run an action for it."""
@@ -379,7 +344,8 @@ class CallGuard:
 
     def retry_of(self, call: llm.ToolInput) -> Grounding:
         """Ground a call whose target was not found (its area, or the satellite's)."""
-        found = ground(self.hass, call.tool_args, self.utterance)
+        domains = self.tools.domains(call.tool_name)
+        found = ground(self.hass, call.tool_args, self.utterance, domains)
         if not isinstance(found, Ambiguous):
             return found
         area = call.tool_args.get("area")

@@ -47,6 +47,20 @@ FILLER_WORDS = (
     " everything"
 )
 FILLERS = frozenset(FILLER_WORDS.split())
+# Words that never choose a tool: articles, pronouns and the like. Unlike FILLERS,
+# "volume", "percent", "on" and "off" stay: they say what to do.
+GLUE_WORDS_TEXT = (
+    "a an the my our your please to of in at for from and it its is are me you can"
+    " could would will i"
+)
+GLUE_WORDS = frozenset(GLUE_WORDS_TEXT.split())
+# Two words people use for one place, thing or action ("outside" for "Outdoor").
+_SAME_AS = {
+    "outside": "outdoor",
+    "outdoors": "outdoor",
+    "inside": "indoor",
+    "put": "add",
+}
 MIN_SIMILARITY = 0.8
 
 
@@ -55,15 +69,21 @@ def stem(word: str) -> str:
     return word.removesuffix("s") if len(word) > 3 else word
 
 
-def similar(word: str, other: str) -> bool:
-    """Return True when two words are the same, up to a plural, an ending or a typo."""
+def related(word: str, other: str) -> bool:
+    """Return True when two words are one, up to a plural or an ending (no typos)."""
+    word, other = _SAME_AS.get(word, word), _SAME_AS.get(other, other)
     if word == other or stem(word) == stem(other):
         return True
     short = min(len(word), len(other))
-    if short >= 5 and (word.startswith(other) or other.startswith(word)):
-        return True  # "humid" for "humidity", "extract" for "extractor"
-    return short >= 4 and (
-        difflib.SequenceMatcher(None, word, other).ratio() >= MIN_SIMILARITY
+    # "humid" for "humidity", "percent" for "percentage"
+    return short >= 5 and (word.startswith(other) or other.startswith(word))
+
+
+def similar(word: str, other: str) -> bool:
+    """Return True when two words are the same, up to a plural, an ending or a typo."""
+    return related(word, other) or (
+        min(len(word), len(other)) >= 4
+        and difflib.SequenceMatcher(None, word, other).ratio() >= MIN_SIMILARITY
     )
 
 
