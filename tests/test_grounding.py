@@ -270,5 +270,9 @@ async def test_words_are_matched_to_the_home(hass: HomeAssistant) -> None:
     assert Utterance("Lock the back door").direction == "on"  # as HassTurnOn takes it
     assert Utterance("Close the blinds").direction == "off"
     assert Utterance("Turn the fan on and the light off").direction is None
+    assert Utterance("Turn on the TV").direction == "on"
+    assert Utterance("Switch off the kitchen light").direction == "off"
+    assert Utterance("Turn the volume up on the TV").direction is None  # a place
+    assert Utterance("Put eggs on my shopping list").direction is None
     assert not Utterance("Turn on the lamp").wants_several
     assert Utterance("Turn on the desk lamp in the office").place_words == {"office"}

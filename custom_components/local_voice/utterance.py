@@ -94,6 +94,10 @@ _SEVERAL = frozenset(
     }
 )
 _PLACE_PREPOSITIONS = frozenset({"in", "at", "upstairs", "downstairs"})
+# "On" and "off" say which way after these verbs, and where before a noun's start.
+_PREPOSITION_OR_SWITCH = frozenset({"on", "off"})
+_SWITCH_VERBS = frozenset({"turn", "switch", "turned", "switched", "put", "flip"})
+_NOUN_STARTS = frozenset({"the", "my", "our", "a", "an", "this", "that", "your"})
 
 
 def words(text: str) -> list[str]:
@@ -161,12 +165,30 @@ class Utterance:
 
     @property
     def direction(self) -> str | None:
-        """Return "on" or "off" when the words switch one way only, else None."""
-        found = set(self.words)
+        """Return "on" or "off" when the words switch one way only, else None.
+
+        "On" and "off" before a noun, not after a verb, are places: "turn the volume
+        up on the TV", "put eggs on my list".
+        """
+        found = set(self.switch_words)
         on, off = bool(found & _ON_WORDS), bool(found & _OFF_WORDS)
         if on == off:
             return None
         return "on" if on else "off"
+
+    @property
+    def switch_words(self) -> list[str]:
+        """The words, less an "on" or "off" that says where rather than which way."""
+        found = self.words
+        return [
+            word
+            for before, word, after in zip(
+                ["", *found[:-1]], found, [*found[1:], ""], strict=True
+            )
+            if word not in _PREPOSITION_OR_SWITCH
+            or before in _SWITCH_VERBS
+            or after not in _NOUN_STARTS
+        ]
 
     @property
     def wants_other(self) -> bool:
