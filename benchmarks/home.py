@@ -205,7 +205,12 @@ DEVICES: list[Device] = [
 ]
 BY_ID = {device.entity_id: device for device in DEVICES}
 SHOPPING_LIST = ["Bread", "Coffee"]  # the list's items before each conversation
-SATELLITES = ("kitchen", "bedroom", "living_room")  # voice satellites, by area
+SATELLITES = (
+    "kitchen",
+    "bedroom",
+    "living_room",
+    "hallway",
+)  # voice satellites, by area
 TIMER_SATELLITE = "kitchen"  # the one that can run timers
 MEDIA_STATES = ["playing", "paused", "idle", "off"]
 

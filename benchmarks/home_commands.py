@@ -135,7 +135,7 @@ def turn_calls(hass: HomeAssistant, conversation_id: str) -> list[list[str]]:
     Read from the stored log: Home Assistant tells subscribers of tool results, not
     of the assistant content that carried the calls.
     """
-    chat_log = hass.data[DATA_CHAT_LOGS].get(conversation_id)
+    chat_log = hass.data.get(DATA_CHAT_LOGS, {}).get(conversation_id)
     rounds: list[list[str]] = []
     for content in chat_log.content if chat_log else []:
         if isinstance(content, UserContent):

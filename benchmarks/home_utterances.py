@@ -107,7 +107,7 @@ def says_number(value: float, tolerance: float = 0.5) -> Judge:
 
 
 def answers(max_rounds: int = 2) -> Judge:
-    """An open question: an answer (not an error) within max_rounds rounds; no change."""
+    """An open question: an answer, not an error, within max_rounds; no change."""
 
     def judge(outcome: Outcome) -> str | None:
         if outcome.failed:
