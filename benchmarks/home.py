@@ -436,11 +436,12 @@ class Home:
         items = await self.shopping_list()
         if items == SHOPPING_LIST:
             return
-        if items:
+        if uids := await self._item_uids():
+            # By uid: by summary, one call removes one of several "Milk" items.
             await self.hass.services.async_call(
                 "todo",
                 "remove_item",
-                {"entity_id": "todo.shopping_list", "item": items},
+                {"entity_id": "todo.shopping_list", "item": uids},
                 blocking=True,
             )
         for item in SHOPPING_LIST:
@@ -462,6 +463,12 @@ class Home:
 
     async def shopping_list(self) -> list[str]:
         """The summaries of the shopping list's items, in order."""
+        return [str(item["summary"]) for item in await self._items()]
+
+    async def _item_uids(self) -> list[str]:
+        return [str(item["uid"]) for item in await self._items()]
+
+    async def _items(self) -> list[dict[str, Any]]:
         response = await self.hass.services.async_call(
             "todo",
             "get_items",
@@ -470,8 +477,7 @@ class Home:
             return_response=True,
         )
         assert response is not None
-        items = response["todo.shopping_list"]["items"]  # type: ignore[index,call-overload]
-        return [str(item["summary"]) for item in items]
+        return response["todo.shopping_list"]["items"]  # type: ignore[index,call-overload,no-any-return]
 
     async def snapshot(self) -> Snapshot:
         """Every device's state and attributes (exposed or not), the list's items."""

@@ -52,7 +52,11 @@ def nothing_else(outcome: Outcome, allowed: set[str]) -> str | None:
 
 
 def becomes(expected: dict[str, Expected]) -> Judge:
-    """The devices reach these states (or pass these tests); nothing else changes."""
+    """The devices reach these states (or pass these tests); nothing else changes.
+
+    At least one of them must change: a follow-up after a turn that did nothing
+    ("switch that one off again") finds its device as it wants it already.
+    """
 
     def judge(outcome: Outcome) -> str | None:
         for entity_id, want in expected.items():
@@ -60,6 +64,10 @@ def becomes(expected: dict[str, Expected]) -> Judge:
             ok = state == want if isinstance(want, str) else want(state, attributes)
             if not ok:
                 return f"{entity_id} is {state}"
+        if expected and not any(
+            outcome.before[e] != outcome.after[e] for e in expected
+        ):
+            return "nothing changed"
         return nothing_else(outcome, set(expected))
 
     return judge

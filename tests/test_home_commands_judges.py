@@ -19,7 +19,7 @@ from homeassistant.helpers import intent
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-from home import BY_ID, TIMER_SATELLITE, Home, async_setup_home
+from home import BY_ID, ITEMS, TIMER_SATELLITE, Home, async_setup_home
 from home_utterances import (
     CONVERSATIONS,
     Outcome,
@@ -60,6 +60,9 @@ async def test_turn_on_by_name_is_seen(home: Home) -> None:
     outcome = Outcome(before, await home.snapshot())
     assert becomes({"light.kitchen_ceiling": "on"})(outcome) is None
     assert becomes({"light.kitchen_counter": "on"})(outcome) is not None
+    # A device found as wanted, with nothing done: a follow-up after a failed turn.
+    unchanged = Outcome(outcome.after, outcome.after)
+    assert becomes({"light.kitchen_ceiling": "on"})(unchanged) == "nothing changed"
 
 
 async def test_something_else_changed_fails(home: Home) -> None:
@@ -125,6 +128,10 @@ async def test_timer_and_shopping_list(home: Home) -> None:
     outcome = Outcome(before, await home.snapshot())
     assert added("milk")(outcome) is None
     assert added("eggs")(outcome) is not None
+    for _ in range(2):  # the same item twice more: the reset takes every one away
+        await act(home, "HassListAddItem", {"name": "Shopping list", "item": "milk"})
+    await home.reset()
+    assert (await home.snapshot())[ITEMS] == before[ITEMS]
 
 
 async def test_unexposed_device_is_out_of_reach(home: Home) -> None:

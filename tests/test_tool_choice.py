@@ -141,6 +141,47 @@ async def test_a_timer_is_started_from_the_words_when_no_call_can_be_read(
     assert server.requests[-1]["tool_choice"] == "none"
 
 
+async def test_a_switch_request_on_a_tool_that_cannot_switch_it_switches_it(
+    home: Home, fake: list[FakeLlama]
+) -> None:
+    """The thermostat's tool for "lock the back door": the lock is locked."""
+    call = _call(
+        "climate__HassClimateSetTemperature",
+        name="lock",
+        area="Back door",
+        temperature=30,
+    )
+    outcome, _ = await _say(home, fake, "Lock the back door", call)
+    _judged(becomes({"lock.back_door": "locked"}), outcome)
+
+
+async def test_turn_on_for_words_that_switch_nothing_gives_way(
+    home: Home, fake: list[FakeLlama]
+) -> None:
+    """Turn-on for "set the TV volume to 50 percent": the volume tool, at 50."""
+    outcome, _ = await _say(
+        home,
+        fake,
+        "Set the TV volume to 50 percent",
+        _call("intent__HassTurnOn", name="TV"),
+    )
+    half = attribute("playing", "volume_level", 0.49, 0.51)
+    _judged(becomes({"media_player.tv": half}), outcome)
+
+
+async def test_a_timer_is_a_timer_not_a_delayed_command(
+    home: Home, fake: list[FakeLlama]
+) -> None:
+    """A made-up command to run at its end would make a silent delayed command."""
+    call = _call(
+        "intent__HassStartTimer", seconds=30, conversation_command="start timer"
+    )
+    outcome, _ = await _say(
+        home, fake, "Start a 30 second timer", call, satellite=TIMER_SATELLITE
+    )
+    _judged(timer_started(30), outcome)
+
+
 async def test_no_other_tool_is_chosen_without_a_word_for_it(
     home: Home, fake: list[FakeLlama]
 ) -> None:

@@ -102,20 +102,24 @@ class AssistTools:
         )
 
     def instead_of(
-        self, name: str, target: Fit, utterance: Utterance
+        self, name: str, target: Fit, utterance: Utterance, *, switching: bool
     ) -> tuple[str, dict[str, Any]] | None:
         """Return the tool and arguments that act on the target, for one that cannot.
 
-        None when the tool can act on it, or when no other tool clearly fits.
+        An on/off tool for words that switch nothing ("set the TV volume to 50
+        percent", `switching` False) gives way to a tool the words choose. None
+        when the tool fits, or when no other tool clearly does.
         """
         domains = {entity.domain for entity in target.entities}
-        if self.takes_target(name) and self.acts_on(name, domains):
-            return None
         fits = {
             other: tool
             for other, tool in self.by_name.items()
             if other != name and self.acts_on(other, domains)
         }
+        if self.takes_target(name) and self.acts_on(name, domains):
+            if switching or not name.endswith(SWITCH_TOOLS):
+                return None
+            fits = {n: t for n, t in fits.items() if not n.endswith(SWITCH_TOOLS)}
         best = best_tool(asked_words(utterance, target), fits)
         if best is None:
             return None

@@ -81,7 +81,11 @@ def _accepts(tool: llm.Tool, target: Mapping[str, Any], key: str, value: Any) ->
         checked = tool.parameters({**target, key: value})
     except _REFUSED:
         return False
-    return type(checked.get(key)) is type(value)  # Boolean(30) is no number
+    found = checked.get(key)
+    if isinstance(value, str):
+        return isinstance(found, str)
+    # 50 may come back as 0.5 (a volume); Boolean(30) is no number.
+    return isinstance(found, int | float) and not isinstance(found, bool)
 
 
 def value_arguments(

@@ -179,11 +179,19 @@ class CallGuard:
         return None if set(self.utterance.words) & ACTION_VERBS else earlier
 
     def _timed(self, call: llm.ToolInput) -> llm.ToolInput:
-        """Return a timer call with the length the user said, not the model's guess."""
+        """Return a timer call with the length the user said, not the model's guess.
+
+        A command to run when it ends is kept only when the user said one: a
+        small model fills in "start timer", which makes a silent delayed command
+        instead of a timer.
+        """
         duration = self.utterance.duration
         if duration is None or not call.tool_name.endswith("HassStartTimer"):
             return call
-        kept = {k: v for k, v in call.tool_args.items() if k not in _DURATION_ARGUMENTS}
+        dropped = set(_DURATION_ARGUMENTS)
+        if "timer" in self.utterance.words:
+            dropped.add("conversation_command")
+        kept = {k: v for k, v in call.tool_args.items() if k not in dropped}
         return llm.ToolInput(call.tool_name, {**kept, **duration}, id=call.id)
 
     def _switched(self, call: llm.ToolInput) -> llm.ToolInput:
@@ -191,7 +199,8 @@ class CallGuard:
 
         A switch the model called the wrong way round is turned; another tool
         that cannot act on the device the user named (a timer tool for "close
-        the blinds") becomes the switch, on that device.
+        the blinds", the thermostat's for "lock the back door") becomes the
+        switch, on that device.
         """
         direction = self.utterance.direction
         if direction is None or (tool := self.tools.switch(direction)) is None:
@@ -201,8 +210,10 @@ class CallGuard:
             said = self.said()
             if (
                 said is None
-                or self.tools.takes_target(call.tool_name)
                 or "timer" in self.utterance.words
+                or self.tools.acts_on(
+                    call.tool_name, {entity.domain for entity in said.entities}
+                )
             ):
                 return call
             args = dict(said.target)
@@ -225,7 +236,12 @@ class CallGuard:
         target = self.said() or self.target.said_known()
         if target is None:
             return call
-        instead = self.tools.instead_of(call.tool_name, target, self.utterance)
+        instead = self.tools.instead_of(
+            call.tool_name,
+            target,
+            self.utterance,
+            switching=bool(self.utterance.direction),
+        )
         if instead is None:
             return call
         LOGGER.debug("%s made %s%s: it acts on %s", call.tool_name, *instead, target)
