@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from custom_components.local_voice.const import CONF_TEMPERATURE
+from custom_components.local_voice.turn import NUDGE
 from custom_components.local_voice.vocabulary import related, similar
 from homeassistant.core import HomeAssistant
 
@@ -202,3 +203,23 @@ def test_words_of_one_meaning_match_and_typos_choose_no_tool() -> None:
     assert related("put", "add")
     assert similar("pause", "unpause")  # a typo's tolerance for device names...
     assert not related("pause", "unpause")  # ...but not for which tool to run
+
+
+async def test_a_question_whose_answer_cannot_be_read_is_asked_in_words(
+    home: Home, fake: list[FakeLlama]
+) -> None:
+    """The parser fails, then the raw text is no sentence: asked once, in words."""
+    outcome, server = await _say(
+        home,
+        fake,
+        "Tell me a joke",
+        PARSER_IN_STREAM,
+        answer_events("{{joke"),
+        answer_events("Why did the lamp go to school? To get brighter."),
+    )
+    assert outcome.answer == "Why did the lamp go to school? To get brighter."
+    last = server.requests[-1]
+    assert last["tool_choice"] == "none"
+    assert last["messages"][-1] == {"role": "user", "content": NUDGE}
+    assert last["messages"][:-1] == server.requests[0]["messages"]  # same prefix
+    assert outcome.after == outcome.before

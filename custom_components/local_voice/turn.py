@@ -50,6 +50,9 @@ from .turn_history import failed_target_calls, round_calls
 # From this round on (counted from 0) the model answers in words; a question's
 # second round already does.
 ANSWER_ROUND = 2
+# Said to the model (in the request only, not the chat log) when a question's
+# answer could not be read: a small model keeps writing tool calls otherwise.
+NUDGE = "Answer my question in words. Do not call a tool."
 
 type Build = Callable[[int], dict[str, Any]]
 
@@ -107,6 +110,7 @@ class ChatTurn:
     action_ends_turn: bool = True
     drop: int = 0
     raw: bool = False  # this round is the retry that reads the model's raw text
+    nudged: bool = False  # a question's answer could not be read: asked in words
     failed: dict[str, str] = field(default_factory=dict)
 
     async def async_run(self, max_rounds: int) -> TurnError | None:
@@ -116,8 +120,10 @@ class ChatTurn:
         iteration = 0
         refit = True
         while iteration < max_rounds:
-            answer_only = iteration >= ANSWER_ROUND or (
-                iteration >= 1 and self.guard.utterance.is_question
+            answer_only = (
+                self.nudged
+                or iteration >= ANSWER_ROUND
+                or (iteration >= 1 and self.guard.utterance.is_question)
             )
             try:
                 payload = await self._async_payload(refit, answer_only)
@@ -138,19 +144,32 @@ class ChatTurn:
                 self.raw = True
                 continue
             if done.error is not None:
-                return await self._async_unread(done.error)
+                if (unread := await self._async_unread(done.error)) is not True:
+                    return unread if not isinstance(unread, bool) else None
+                self.raw = False
+                continue
             self.raw = False
             if (ended := await self._async_decide(done)) is not None:
                 return ended if not isinstance(ended, bool) else None
             iteration += 1
         return AgentError("llm_tool_loop_limit", limit=max_rounds)
 
-    async def _async_unread(self, error: TurnError) -> TurnError | None:
-        """End a turn whose answer could not be read: from the words, or the error."""
+    async def _async_unread(self, error: TurnError) -> TurnError | bool | None:
+        """Ask again, act from the words, or end, when an answer could not be read.
+
+        A question is asked once more, in words (True); a request whose words make
+        one call is done from them; anything else ends with the error.
+        """
         unread = isinstance(error, UnparsableToolCall) or (
             isinstance(error, AgentError) and error.translation_key == "llm_no_answer"
         )
-        if unread and (words := self.guard.from_words()) is not None:
+        if not unread or not self.guard.active:
+            return error
+        if self.guard.utterance.is_question and not self.nudged:
+            LOGGER.debug("%s; asking for an answer in words", error)
+            self.nudged = True
+            return True
+        if (words := self.guard.from_words()) is not None:
             return await self._async_without_model(words)
         return error
 
@@ -180,6 +199,9 @@ class ChatTurn:
         if self.raw or answer_only:
             # Same messages and tools: the prompt prefix stays identical.
             payload = {**payload, "tool_choice": "none"}
+        if self.nudged:  # after the chat, so the cached prefix still serves
+            messages = [*payload["messages"], {"role": "user", "content": NUDGE}]
+            payload = {**payload, "messages": messages}
         return payload
 
     async def _async_round(self, payload: dict[str, Any], answer_only: bool) -> Round:
