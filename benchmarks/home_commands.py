@@ -28,9 +28,10 @@ rounds median, time median and p90), a list of every turn, and as the last line
 off, local_voice with its default options).
 
 llama-server: one slot of 8,192 tokens each (its host prompt cache, on by default,
-keeps what the other sources' prompts had); `qwen0.5b` uses the bare-JSON tool
-template of the tests, `qwen1.5b` the GGUF's own (fetch it with
-`scripts/backends --qwen-1.5b`).
+keeps what the other sources' prompts had); both models use the bare-JSON tool
+template of the tests (with the GGUF's own template the 1.5B writes its call as a
+```json block inside prose, which llama-server leaves in the content). Fetch the
+1.5B with `scripts/backends --qwen-1.5b`.
 """
 
 from __future__ import annotations
@@ -458,6 +459,8 @@ def main() -> None:
         sys.exit(f"{model} missing: run scripts/backends{flag}")
     chats = select(args.limit, args.only)
     argv = llama_argv(model, ctx=8192, slots=1)
+    if model == QWEN15:  # the same tool template as the 0.5B (see the docstring)
+        argv += ["--chat-template-file", str(QWEN_TEMPLATE)]
     began = time.monotonic()
     with tempfile.TemporaryDirectory() as temporary:
         logs = args.logs or Path(temporary)
