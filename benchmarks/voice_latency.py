@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 # Home Assistant first: it must install its voluptuous shim before anything else.
-from homeassistant.components import stt, tts  # noqa: E402, I001
+from homeassistant.components import tts  # noqa: E402, I001
 from homeassistant.components.assist_pipeline import (  # noqa: E402
     PipelineEvent,
     PipelineEventType,
@@ -95,6 +95,7 @@ from home import Home, async_setup_home  # noqa: E402
 from home_commands import MAX_TOKENS, turn_calls  # noqa: E402
 from home_utterances import CONVERSATIONS, Outcome, Turn  # noqa: E402
 from prompt_cache import conversation_agent, core_entry, home_assistant  # noqa: E402
+from stt import METADATA  # noqa: E402  (16 kHz, 16-bit mono PCM WAV)
 from tests.backends import (  # noqa: E402
     QWEN,
     Backend,
@@ -117,14 +118,6 @@ WAV_HEADER = 44
 SOURCES = (None, "kitchen", "bedroom", "living_room", "hallway")
 # Categories whose judge does not depend on where the command is said from.
 ANYWHERE = ("name", "short name", "no area", "question", "all of a kind")
-METADATA = stt.SpeechMetadata(
-    language="en",
-    format=stt.AudioFormats.WAV,
-    codec=stt.AudioCodecs.PCM,
-    bit_rate=stt.AudioBitRates.BITRATE_16,
-    sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
-    channel=stt.AudioChannels.CHANNEL_MONO,
-)
 CLAUSE_ENDS = ",.;:!?"
 TTS_LANGUAGE = "ja"  # the language of the Kokoro voices in scripts/backends
 

@@ -29,6 +29,9 @@ from .backends import (
 )
 from .conversation_support import FakeLlama
 
+# The benchmarks' realistic home as the `home` fixture.
+pytest_plugins = ["tests.benchmark_home"]
+
 
 @pytest.fixture(autouse=True)
 async def auto_enable_custom_integrations(

@@ -14,12 +14,11 @@ from typing import Any
 
 import pytest
 
-from homeassistant.core import HomeAssistant
 from homeassistant.helpers import intent
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-from home import BY_ID, ITEMS, TIMER_SATELLITE, Home, async_setup_home
+from home import BY_ID, ITEMS, TIMER_SATELLITE, Home
 from home_utterances import (
     CONVERSATIONS,
     Outcome,
@@ -31,15 +30,6 @@ from home_utterances import (
     says_number,
     timer_started,
 )
-
-
-@pytest.fixture
-async def home(hass: HomeAssistant, tmp_path: Path) -> Home:
-    # The shopping list keeps its items in a file of the configuration folder.
-    hass.config.config_dir = str(tmp_path)
-    home = await async_setup_home(hass)
-    yield home  # type: ignore[misc]
-    await home.reset()  # cancels the timers a test started
 
 
 async def act(home: Home, name: str, slots: dict[str, Any], **kw: Any) -> None:

@@ -15,12 +15,9 @@ from pathlib import Path
 import sys
 from typing import Any
 
-import pytest
-
 from custom_components.local_voice.const import CONF_TEMPERATURE
 from custom_components.local_voice.turn import NUDGE
 from custom_components.local_voice.vocabulary import related, similar
-from homeassistant.core import HomeAssistant
 
 from .common import llama_entry, setup_entry
 from .conversation_support import (
@@ -34,19 +31,10 @@ from .conversation_support import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-from home import TIMER_SATELLITE, Home, async_setup_home
+from home import TIMER_SATELLITE, Home
 from home_utterances import Judge, Outcome, added, attribute, becomes, timer_started
 
 from .test_small_models import PARSER_IN_STREAM
-
-
-@pytest.fixture
-async def home(hass: HomeAssistant, tmp_path: Path) -> Home:
-    # The shopping list keeps its items in a file of the configuration folder.
-    hass.config.config_dir = str(tmp_path)
-    home = await async_setup_home(hass)
-    yield home  # type: ignore[misc]
-    await home.reset()  # cancels the timers a test started
 
 
 async def _say(
