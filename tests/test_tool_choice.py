@@ -211,3 +211,13 @@ async def test_a_question_whose_answer_cannot_be_read_is_asked_in_words(
     assert last["messages"][-1] == {"role": "user", "content": NUDGE}
     assert last["messages"][:-1] == server.requests[0]["messages"]  # same prefix
     assert outcome.after == outcome.before
+
+
+async def test_all_of_a_kind_the_verb_names_and_no_other_room(
+    home: Home, fake: list[FakeLlama]
+) -> None:
+    """ "Lock all the doors" on a call for a whole room: the locks, nothing else."""
+    call = _call("intent__HassTurnOn", area="Living Room")
+    outcome, _ = await _say(home, fake, "Lock all the doors", call)
+    locked = {"lock.front_door": "locked", "lock.back_door": "locked"}
+    _judged(becomes(locked), outcome)

@@ -323,6 +323,17 @@ def said_words(utterance: Utterance, everything: list[Exposed]) -> list[str]:
     return [word for word in utterance.words if word not in guessed]
 
 
+def same_place(args: Mapping[str, Any], target: Mapping[str, Any]) -> bool:
+    """Return True when a call's area and kind are the target's (case aside)."""
+
+    def folded(value: Any) -> str | None:
+        return value.casefold() if isinstance(value, str) else None
+
+    return folded(args.get("area")) == folded(target.get("area")) and folded(
+        _call_domain(args)
+    ) == folded(target.get("domain"))
+
+
 def _call_domain(args: Mapping[str, Any]) -> str | None:
     domain = args.get("domain")
     if isinstance(domain, list) and len(domain) == 1:

@@ -38,6 +38,7 @@ from .grounding import (
     ground,
     match_for,
     said_words,
+    same_place,
     with_target,
 )
 from .state_answer import async_state_answer
@@ -296,8 +297,10 @@ class CallGuard:
             return said
         name = call.tool_args.get("name")
         if "name" not in said.target:  # the user named an area (and a kind)
-            if not isinstance(name, str):
+            if not isinstance(name, str) and same_place(call.tool_args, said.target):
                 return None  # so does the call: the intent matches it itself
+            if not isinstance(name, str):
+                return said  # another area, or no kind: not what the user said
             if self.utterance.wants_several:
                 return said  # "the bedroom lights": all of them, not one
         names = {n.casefold() for e in said.entities for n in e.names}

@@ -28,7 +28,14 @@ from .grounding import (
     said_words,
 )
 from .turn_history import earlier_targets, earlier_utterance
-from .utterance import Utterance
+from .utterance import ACTION_VERBS, Utterance
+from .vocabulary import domain_of
+
+
+def kind_done(words: list[str]) -> dict[str, str] | None:
+    """Return the kind a verb acts on when it names one ("lock all the doors")."""
+    domains = {d for word in words if word in ACTION_VERBS and (d := domain_of(word))}
+    return {"domain": domains.pop()} if len(domains) == 1 else None
 
 
 class UserTarget:
@@ -89,7 +96,9 @@ class UserTarget:
         """
         everything = self.everything
         words = said_words(self.utterance, everything)
-        if self.utterance.wants_several and (kind := kind_named(words)):
+        if self.utterance.wants_several and (
+            kind := kind_named(words) or kind_done(self.utterance.words)
+        ):
             if self.area and "all" not in words:
                 kind["area"] = self.area
             return self._kind_fit(kind, everything)
