@@ -12,7 +12,9 @@ own llama-server, same model and flags. Each command is spoken by Piper (joe, a
 voice neither stack answers with), resampled to 16 kHz and sent as a satellite sends
 it: 20 ms chunks at real time, then silence until the pipeline's own voice-activity
 detection ends the speech. The answer is read as a satellite reads it: its TTS
-stream opened at run start (WAV as the engine makes it). Each turn is a new
+stream opened at run start (WAV as the engine makes it). The Kokoro voices that
+scripts/backends has are Japanese ones: both pipelines ask for TTS in Japanese, and
+Kokoro reads the English answers with them in English. Each turn is a new
 conversation from one of five sources (four satellites with areas, the app); the
 stacks alternate which goes first.
 
