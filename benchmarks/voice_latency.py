@@ -85,7 +85,7 @@ from wyoming.audio import AudioChunk, AudioStart, AudioStop  # noqa: E402
 from wyoming.client import AsyncTcpClient  # noqa: E402
 from wyoming.tts import Synthesize  # noqa: E402
 
-from aiohttp import ClientSession, ClientTimeout  # noqa: E402
+from aiohttp import ClientSession, ClientTimeout, TCPConnector  # noqa: E402
 
 from custom_components.local_voice.const import (  # noqa: E402
     CONF_TEMPERATURE,
@@ -490,7 +490,11 @@ async def llama_alone(url: str, bodies: list[bytes]) -> float:
     """Seconds llama-server needs for these requests, replayed with their prompts
     cached: every round whole, the last up to the end of its first clause."""
     total = 0.0
-    async with ClientSession(timeout=ClientTimeout(total=600)) as session:
+    # llama-server closes the connection after a streamed answer: none is reused.
+    connector = TCPConnector(force_close=True)
+    async with ClientSession(
+        timeout=ClientTimeout(total=600), connector=connector
+    ) as session:
         for index, body in enumerate(bodies):
             last = index == len(bodies) - 1
             sent = time.monotonic()
