@@ -177,7 +177,10 @@ class CallGuard:
         """
         if direction := self.utterance.direction:
             return self.tools.switch(direction)
-        return None if set(self.utterance.words) & ACTION_VERBS else earlier
+        if earlier is None or set(self.utterance.words) & ACTION_VERBS:
+            return None
+        # Home Assistant's own intents (prefer local) log "HassTurnOn": this tool.
+        return self.tools.named(earlier.rsplit("__", 1)[-1])
 
     def _timed(self, call: llm.ToolInput) -> llm.ToolInput:
         """Return a timer call with the length the user said, not the model's guess.
