@@ -39,11 +39,17 @@ class AssistTools:
 
     hass: HomeAssistant
     by_name: dict[str, llm.Tool]
+    # Each intent's domains (None: any), read once a turn: choosing a tool asks
+    # for every tool's, and Home Assistant lists its intent handlers anew each time.
+    platforms: dict[str, set[str] | None]
 
     @classmethod
     def of(cls, hass: HomeAssistant, api: llm.APIInstance | None) -> AssistTools:
         """Return the tools the turn's LLM API offers (none without one)."""
-        return cls(hass, {tool.name: tool for tool in api.tools} if api else {})
+        handlers = {h.intent_type: h.platforms for h in intent.async_get(hass)}
+        return cls(
+            hass, {tool.name: tool for tool in api.tools} if api else {}, handlers
+        )
 
     def __contains__(self, name: str) -> bool:
         """Return True when the turn offers a tool of this name."""
@@ -64,10 +70,7 @@ class AssistTools:
     def domains(self, name: str) -> set[str] | None:
         """Return the domains a tool's intent acts on (None: any)."""
         intent_type = getattr(self.by_name.get(name), "intent_type", None)
-        for handler in intent.async_get(self.hass):
-            if handler.intent_type == intent_type:
-                return handler.platforms
-        return None
+        return self.platforms.get(intent_type) if intent_type else None
 
     def takes_target(self, name: str) -> bool:
         """Return True for a tool that picks entities by name (not a timer's)."""
@@ -111,15 +114,16 @@ class AssistTools:
         when the tool fits, or when no other tool clearly does.
         """
         domains = {entity.domain for entity in target.entities}
+        fits_already = self.takes_target(name) and self.acts_on(name, domains)
+        if fits_already and (switching or not name.endswith(SWITCH_TOOLS)):
+            return None
         fits = {
             other: tool
             for other, tool in self.by_name.items()
-            if other != name and self.acts_on(other, domains)
+            if other != name
+            and self.acts_on(other, domains)
+            and not (fits_already and other.endswith(SWITCH_TOOLS))
         }
-        if self.takes_target(name) and self.acts_on(name, domains):
-            if switching or not name.endswith(SWITCH_TOOLS):
-                return None
-            fits = {n: t for n, t in fits.items() if not n.endswith(SWITCH_TOOLS)}
         best = best_tool(asked_words(utterance, target), fits)
         if best is None:
             return None
