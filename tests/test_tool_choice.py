@@ -221,3 +221,47 @@ async def test_all_of_a_kind_the_verb_names_and_no_other_room(
     outcome, _ = await _say(home, fake, "Lock all the doors", call)
     locked = {"lock.front_door": "locked", "lock.back_door": "locked"}
     _judged(becomes(locked), outcome)
+
+
+async def test_a_command_the_model_only_talks_about_is_done_from_the_words(
+    home: Home, fake: list[FakeLlama]
+) -> None:
+    """ "You need to specify an area" for the bedroom lights: they are turned on."""
+    outcome, server = await _say(
+        home,
+        fake,
+        "Turn on the bedroom lights",
+        answer_events("You need to specify an area."),
+    )
+    lights = {"light.bedroom_light": "on", "light.bedside_lamp": "on"}
+    _judged(becomes(lights), outcome)
+    assert "specify" not in outcome.answer
+    assert len(server.requests) == 1
+
+
+async def test_a_timer_the_model_only_promises_is_started(
+    home: Home, fake: list[FakeLlama]
+) -> None:
+    """ "Timer set!" with no call: the timer is started from the words."""
+    outcome, _ = await _say(
+        home,
+        fake,
+        "Set a timer for 5 minutes",
+        answer_events("Sure, your timer is set!"),
+        satellite=TIMER_SATELLITE,
+    )
+    _judged(timer_started(300), outcome)
+
+
+async def test_words_that_order_nothing_are_not_done_from_the_words(
+    home: Home, fake: list[FakeLlama]
+) -> None:
+    """ "Don't turn on ..." answered in words: nothing is switched."""
+    outcome, _ = await _say(
+        home,
+        fake,
+        "Don't turn on the bedroom lights",
+        answer_events("OK, I will leave them off."),
+    )
+    assert outcome.after == outcome.before
+    assert outcome.answer == "OK, I will leave them off."

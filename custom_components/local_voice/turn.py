@@ -1,16 +1,13 @@
 """One user turn against llama-server: send, stream, tools, decide.
 
-Each round sends the chat (fitted to the slot's context on the first round),
-streams the answer into the chat log, runs the tool calls the guards let through
-(turn_guards.py), then decides: answer given, ground a target that was not found,
-end after a done action, or ask again. From the third round on (the second for a
-question) the model must answer in words (`tool_choice: "none"`, same prompt
-prefix), so no turn runs to the round limit.
-
-When llama-server cannot parse the model's tool call, the round is asked again
-with `tool_choice: "none"` and the call is read from the raw text. A call repeated
-right after it failed ends the turn with a short sentence, as does one repeated
-after it worked.
+Each round sends the chat (fitted to the slot's context on the first), streams
+the answer into the chat log, runs the calls the guards let through, then
+decides: answered, ground a target not found, end after a done action, or ask
+again. From the third round on (the second for a question) the model must answer
+in words (`tool_choice: "none"`), so no turn runs to the round limit. A clear
+order's first answer is held: words without a call give way to the call the
+words make. A call llama-server cannot parse is read from the raw text; a call
+repeated right after it failed, or after it worked, ends the turn.
 """
 
 from __future__ import annotations
@@ -94,6 +91,7 @@ class Round:
 
     error: TurnError | None = None
     finish_reason: str | None = None
+    by_words: Guarded | None = None  # the model only talked: the words' call
 
 
 @dataclass(slots=True)
@@ -143,6 +141,8 @@ class ChatTurn:
                 LOGGER.debug("%s; asking for the raw text", done.error)
                 self.raw = True
                 continue
+            if done.by_words is not None:
+                return await self._async_without_model(done.by_words)
             if done.error is not None:
                 if (unread := await self._async_unread(done.error)) is not True:
                     return unread if not isinstance(unread, bool) else None
@@ -301,9 +301,12 @@ class ChatTurn:
         transformer = DeltaTransformer()
         held: list[str] = []
         reads_text = self.raw or answer_only
+        # An order's first round holds its words until it is known to call.
+        opening = isinstance(self.chat_log.content[-1], conversation.UserContent)
+        holds = opening and not reads_text and self.guard.orders_from_words
 
         def released(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            if not reads_text:
+            if not (reads_text or holds):
                 return deltas
             held.extend(delta.get("content", "") for delta in deltas)
             return [delta for delta in deltas if "content" not in delta]
@@ -327,7 +330,13 @@ class ChatTurn:
             for delta in released(transformer.finish()):
                 yield delta
             calls: list[ToolCallBuilder] | None = transformer.tool_calls()
-            if reads_text and (text := "".join(held).strip()):
+            text = "".join(held).strip()
+            if holds and not (calls := calls or self._call_in(text)):
+                done.by_words = self.guard.from_words()
+                if done.by_words is not None:
+                    return
+                yield {"content": text}
+            if reads_text and text:
                 calls = self._read_text(text, answer_only, done)
                 if calls is None:
                     if done.error is None:
@@ -340,15 +349,19 @@ class ChatTurn:
         done.finish_reason = transformer.result.finish_reason
         return done
 
+    def _call_in(self, text: str) -> list[ToolCallBuilder]:
+        """Return the tool call written in an answer's text, if it holds one."""
+        if found := tool_call_in_text(text, self.parts.tool_names):
+            LOGGER.debug("Tool call read from text")
+            return [ToolCallBuilder(name=found[0], parsed=found[1])]
+        return []
+
     def _read_text(
         self, text: str, answer_only: bool, done: Round
     ) -> list[ToolCallBuilder] | None:
         """Read a held answer: a call in the raw text, or words (None) to say."""
-        if not answer_only and (
-            found := tool_call_in_text(text, self.parts.tool_names)
-        ):
-            LOGGER.debug("Tool call read from text")
-            return [ToolCallBuilder(name=found[0], parsed=found[1])]
+        if not answer_only and (found := self._call_in(text)):
+            return found
         if looks_like_sentence(text):
             return None
         if answer_only:

@@ -141,6 +141,24 @@ class CallGuard:
         args = with_target(call.tool_args if call else {}, target.target)
         return Guarded(calls=[llm.ToolInput(tool, args, id=ulid_util.ulid_now())])
 
+    @property
+    def orders_from_words(self) -> bool:
+        """True when the words alone order one switch or timer (words only, cheap).
+
+        A model that only talks about such an order ("you need to specify an
+        area") has its answer held, and from_words does the order instead.
+        """
+        said = self.utterance
+        return (
+            self.active
+            and said.is_command
+            and said.is_single_request
+            and (
+                said.direction is not None
+                or bool("timer" in said.words and said.duration)
+            )
+        )
+
     def from_words(self) -> Guarded | None:
         """Return the one call the user's words alone make, for a model that made none.
 

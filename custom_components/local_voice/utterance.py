@@ -138,6 +138,12 @@ class Utterance:
         return self.text.rstrip().endswith("?") or first in _QUESTION_STARTS
 
     @property
+    def is_command(self) -> bool:
+        """True when the message opens with an action verb: an order, not a "don't"."""
+        found = [word for word in self.words if word not in _POLITE and word != "you"]
+        return bool(found) and found[0] in ACTION_VERBS
+
+    @property
     def is_single_request(self) -> bool:
         """True for one request with nothing else asked alongside it."""
         found = self.words
