@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from custom_components.local_voice.const import CONF_TEMPERATURE
-from custom_components.local_voice.turn import NUDGE
+from custom_components.local_voice.turn import NUDGE, ORDER_MAX_TOKENS
 from custom_components.local_voice.vocabulary import related, similar
 
 from .common import llama_entry, setup_entry
@@ -237,6 +237,8 @@ async def test_a_command_the_model_only_talks_about_is_done_from_the_words(
     _judged(becomes(lights), outcome)
     assert "specify" not in outcome.answer
     assert len(server.requests) == 1
+    # A call or a sentence: the round may not ramble for a thousand tokens.
+    assert server.requests[0]["max_tokens"] == ORDER_MAX_TOKENS
 
 
 async def test_a_timer_the_model_only_promises_is_started(
@@ -257,7 +259,7 @@ async def test_words_that_order_nothing_are_not_done_from_the_words(
     home: Home, fake: list[FakeLlama]
 ) -> None:
     """ "Don't turn on ..." answered in words: nothing is switched."""
-    outcome, _ = await _say(
+    outcome, server = await _say(
         home,
         fake,
         "Don't turn on the bedroom lights",
@@ -265,3 +267,4 @@ async def test_words_that_order_nothing_are_not_done_from_the_words(
     )
     assert outcome.after == outcome.before
     assert outcome.answer == "OK, I will leave them off."
+    assert server.requests[0]["max_tokens"] > ORDER_MAX_TOKENS

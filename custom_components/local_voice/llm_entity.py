@@ -41,7 +41,8 @@ from .request import (
     warm_up_request,
 )
 from .slots import Prefix
-from .turn import Build, ChatTurn
+from .turn import ChatTurn
+from .turn_agent import Build
 from .turn_guards import CallGuard
 
 

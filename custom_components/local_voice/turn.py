@@ -5,8 +5,8 @@ the answer into the chat log, runs the calls the guards let through, then
 decides: answered, ground a target not found, end after a done action, or ask
 again. From the third round on (the second for a question) the model must answer
 in words (`tool_choice: "none"`), so no turn runs to the round limit. A clear
-order's first answer is held: words without a call give way to the call the
-words make. A call llama-server cannot parse is read from the raw text; a call
+order's first answer is short and held: words without a call give way to the
+call the words make. A call llama-server cannot parse is read from the raw text; a call
 repeated right after it failed, or after it worked, ends the turn.
 """
 
@@ -16,15 +16,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from homeassistant.components import conversation
-from homeassistant.core import HomeAssistant
 
 from .agent_text import AgentError, TurnError, async_agent_text
 from .const import LOGGER
 from .grounding import Ambiguous, Fit, NotFound
-from .llama_server.client import LlamaServerClient
 from .llama_server.deltas import DeltaTransformer, ToolCallBuilder
 from .llama_server.errors import (
     ContextOverflow,
@@ -41,6 +39,7 @@ from .tool_calls import (
     repeated_success,
     tool_call_deltas,
 )
+from .turn_agent import Build, TurnAgent
 from .turn_guards import CallGuard, Guarded, retry_input
 from .turn_history import failed_target_calls, round_calls
 
@@ -50,39 +49,9 @@ ANSWER_ROUND = 2
 # Said to the model (in the request only, not the chat log) when a question's
 # answer could not be read: a small model keeps writing tool calls otherwise.
 NUDGE = "Answer my question in words. Do not call a tool."
-
-type Build = Callable[[int], dict[str, Any]]
-
-
-class TurnAgent(Protocol):
-    """What a turn needs of the entity it answers for (llm_entity.py)."""
-
-    hass: HomeAssistant
-    client: LlamaServerClient
-
-    async def async_fit(
-        self, build: Build, n_turns: int, drop: int
-    ) -> tuple[dict[str, Any], int]:
-        """Build the first request, oldest turns dropped until it fits."""
-
-    async def async_add_deltas(
-        self, chat_log: conversation.ChatLog, delta: dict[str, Any]
-    ) -> None:
-        """Add one assistant delta of the agent's own."""
-
-    async def async_stream_deltas(
-        self, chat_log: conversation.ChatLog, deltas: AsyncIterator[dict[str, Any]]
-    ) -> None:
-        """Stream deltas into the chat log (which runs their tool calls)."""
-
-    def record_request(
-        self,
-        slot: int,
-        parts: PromptParts,
-        transformer: DeltaTransformer,
-        first_token_ms: float,
-    ) -> None:
-        """Tell the slot manager what a request read and how fast it answered."""
+# A clear order's first round holds a call or a sentence; past this a small model
+# only rambles (1,024 tokens, 79 s, on a misheard "guard in pump").
+ORDER_MAX_TOKENS = 128
 
 
 @dataclass(slots=True)
@@ -186,6 +155,11 @@ class ChatTurn:
             return None
         return AgentError("llm_not_found", words="that")
 
+    @property
+    def _opening(self) -> bool:
+        """True for the turn's first round: nothing answered the user's words yet."""
+        return isinstance(self.chat_log.content[-1], conversation.UserContent)
+
     async def _async_payload(self, refit: bool, answer_only: bool) -> dict[str, Any]:
         """Build the round's request: fitted on the first, answer-only when due."""
         if refit:
@@ -199,6 +173,9 @@ class ChatTurn:
         if self.raw or answer_only:
             # Same messages and tools: the prompt prefix stays identical.
             payload = {**payload, "tool_choice": "none"}
+        if not answer_only and self._opening and self.guard.orders_from_words:
+            limit = min(int(payload["max_tokens"]), ORDER_MAX_TOKENS)
+            payload = {**payload, "max_tokens": limit}
         if self.nudged:  # after the chat, so the cached prefix still serves
             messages = [*payload["messages"], {"role": "user", "content": NUDGE}]
             payload = {**payload, "messages": messages}
@@ -302,8 +279,7 @@ class ChatTurn:
         held: list[str] = []
         reads_text = self.raw or answer_only
         # An order's first round holds its words until it is known to call.
-        opening = isinstance(self.chat_log.content[-1], conversation.UserContent)
-        holds = opening and not reads_text and self.guard.orders_from_words
+        holds = self._opening and not reads_text and self.guard.orders_from_words
 
         def released(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if not (reads_text or holds):
