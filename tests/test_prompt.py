@@ -201,7 +201,10 @@ async def test_time_user_and_extra_prompt_are_volatile(
     assert "Current time is" not in morning.system
     assert morning.context.split("\n")[0] == "You help Alice."
     assert morning.context.endswith("The user just came home.")
-    assert morning.context.split("\n")[1].startswith("Current time is")
+    # The date, then the time to the minute: a warm-up a few seconds earlier matches.
+    assert morning.context.split("\n")[1] == (
+        "Today's date is 2026-01-02. Current time is 00:15."  # local time
+    )
     assert evening.system == "Be brief."
     assert morning.context != evening.context
 

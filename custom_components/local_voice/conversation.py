@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal, override
 
 from homeassistant.components import conversation
@@ -9,15 +10,19 @@ from homeassistant.components.conversation.models import AbstractConversationAge
 from homeassistant.config_entries import ConfigSubentry
 from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT, MATCH_ALL
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers import intent
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import intent, llm
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.start import async_at_started
 
 from .agent_text import error_details
-from .const import DOMAIN, SUBENTRY_CONVERSATION
+from .const import DOMAIN, LOGGER, SUBENTRY_CONVERSATION
 from .coordinator import LlamaConfigEntry, LlamaServerData
 from .llm_entity import LocalVoiceLLMEntity
 from .prefix_watch import async_watch_prefix
+from .prompt import async_build_prompt_parts
+from .request import turn_warm_up_request
+from .voice_turn_start import async_track_voice_turns
 
 # Requests are limited by the server's slots, not by Home Assistant.
 PARALLEL_UPDATES = 0
@@ -51,6 +56,7 @@ class LocalVoiceConversationEntity(
     """
 
     _attr_supports_streaming = True
+    _turn_warm: asyncio.Task[None] | None = None
 
     def __init__(self, data: LlamaServerData, subentry: ConfigSubentry) -> None:
         """Offer device control when an LLM API is selected."""
@@ -86,10 +92,58 @@ class LocalVoiceConversationEntity(
         self.async_on_remove(
             async_watch_prefix(self.hass, self.slots, self._async_static_prefix)
         )
+        self.async_on_remove(
+            async_track_voice_turns(
+                self.hass, lambda: self.entity_id, self._voice_turn_starts
+            )
+        )
 
     @callback
     def _async_started(self, _hass: HomeAssistant) -> None:
         self.slots.warm(self.subentry.subentry_id)
+
+    @callback
+    def _voice_turn_starts(self, device_id: str | None) -> None:
+        """Read the coming turn's context into its slot while the user speaks."""
+        if self._turn_warm is None or self._turn_warm.done():
+            self._turn_warm = (
+                self.coordinator.config_entry.async_create_background_task(
+                    self.hass,
+                    self._async_warm_turn(device_id),
+                    f"{DOMAIN} turn warm-up",
+                )
+            )
+
+    async def _async_warm_turn(self, device_id: str | None) -> None:
+        """Send a new chat's prompt from this device, up to where its words go.
+
+        The same bytes as the chat that follows (the context block says where it
+        is said and the time to the minute), so only the words are left to read.
+        """
+        options = self.subentry.data
+        llm_context = llm.LLMContext(
+            platform=DOMAIN,
+            context=None,
+            language=self.hass.config.language,
+            assistant=conversation.DOMAIN,
+            device_id=device_id,
+        )
+        try:
+            api_ids = options.get(CONF_LLM_HASS_API)
+            api = (
+                await llm.async_get_api(self.hass, api_ids, llm_context)
+                if api_ids
+                else None
+            )
+            parts = await async_build_prompt_parts(
+                self.hass, api, None, llm_context, options.get(CONF_PROMPT)
+            )
+        except HomeAssistantError as err:
+            LOGGER.debug("%s: no turn warm-up: %s", self.entity_id, err)
+            return
+        slot = self.slots.slot_for(self.subentry.subentry_id, device_id)
+        request = turn_warm_up_request(options, parts, slot, api)
+        await self.slots.async_warm_turn(self._prefix(parts), slot, request)
 
     @override
     async def async_will_remove_from_hass(self) -> None:

@@ -44,9 +44,14 @@ from homeassistant.exceptions import HomeAssistantError, TemplateError
 from homeassistant.helpers import device_registry as dr, llm, template
 from homeassistant.helpers.json import json_dumps
 from homeassistant.helpers.template.render_info import RenderInfo
+from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN
 
+# Home Assistant's own line gives the seconds. To the minute and the date first,
+# the context a voice turn's warm-up reads while the user speaks is still the
+# chat's when the words come (conversation.py).
+_DATE_TIME = "Today's date is %Y-%m-%d. Current time is %H:%M."
 # Template variables Home Assistant fills per request (see ChatLog's prompt rendering).
 _REQUEST_VARIABLES = frozenset({"user_name", "llm_context"})
 # Parses templates only (never renders), with the extensions Home Assistant enables.
@@ -285,11 +290,7 @@ async def async_build_prompt_parts(
 
     own_tools = api_instance.tools if api_instance else []
     if not any(tool.name.endswith("GetDateTime") for tool in own_tools):
-        context.append(
-            template.Template(llm.DATE_TIME_PROMPT, hass)
-            .async_render(parse_result=False)
-            .strip()
-        )
+        context.append(dt_util.now().strftime(_DATE_TIME))
     if extra_system_prompt:
         context.append(extra_system_prompt.strip())
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import probatio
 
+from homeassistant.components import conversation
 from homeassistant.helpers import llm
 from homeassistant.helpers.json import json_dumps
 
@@ -28,6 +29,7 @@ from .const import (
     RECOMMENDED_TEMPERATURE,
     RECOMMENDED_TOP_P,
 )
+from .messages import build_messages
 from .prompt import PromptParts
 
 # Template overhead per message and for the template's own text, for the cheap upper
@@ -114,6 +116,25 @@ def warm_up_request(
             {"role": "user", "content": ""},
         ],
         **request_options(options, parts, slot),
+        "max_tokens": 1,
+    }
+
+
+def turn_warm_up_request(
+    options: Mapping[str, Any],
+    parts: PromptParts,
+    slot: int,
+    llm_api: llm.APIInstance | None,
+) -> dict[str, Any]:
+    """Return a new chat's request up to where the user's words go, and no more.
+
+    The same bytes as the chat's up to the end of its context block.
+    """
+    return {
+        "messages": build_messages(
+            parts.system, parts.context, [[conversation.UserContent("")]]
+        ),
+        **request_options(options, parts, slot, llm_api=llm_api),
         "max_tokens": 1,
     }
 

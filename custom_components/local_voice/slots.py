@@ -284,6 +284,36 @@ class SlotManager:
                 )
                 self._changed()
 
+    async def async_warm_turn(
+        self, prefix: Prefix, slot: int, request: dict[str, Any]
+    ) -> None:
+        """Read a coming turn's prompt, all but the user's words, into its slot.
+
+        Sent when the user starts to speak: the chat after the transcript then
+        reads only the words, not the context block before them (a second or
+        more on a small CPU). A failure only leaves that to the chat.
+        """
+        async with self._one_at_a_time:
+            self.warming = slot
+            try:
+                timings = await self._client.async_prompt_timings(request)
+            except LlamaServerError as err:
+                _LOGGER.debug("%s: turn not warmed: %s", prefix.agent, err)
+                return
+            finally:
+                self.warming = None
+        self.held[slot] = (prefix.agent, prefix.key)
+        self.warmups.append(
+            {
+                "time": _now(),
+                "entity_id": prefix.entity_id,
+                "slot": slot,
+                "turn": True,
+                **{k: timings[k] for k in WARM_UP_TIMINGS if k in timings},
+            }
+        )
+        self._changed()
+
     def as_dict(self) -> dict[str, Any]:
         """Return what diagnostics show: slots, recent request and warm-up timings."""
         return {

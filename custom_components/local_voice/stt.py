@@ -19,6 +19,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .const import LOGGER, SERVICE_ASR
 from .coordinator import WyomingConfigEntry, WyomingData
 from .entity import WyomingEntity
+from .voice_turn_start import async_hearing
 from .wyoming_client.audio import AudioFormat
 from .wyoming_client.errors import ServerUnreachable, WyomingError
 from .wyoming_client.server import installed_programs
@@ -156,6 +157,7 @@ class LocalVoiceSpeechToText(WyomingEntity, stt.SpeechToTextEntity):
             LOGGER.error("%s", refusal)
             self._record(started, None, "refused")
             return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
+        async_hearing(self.hass, self.entity_id)  # the agent may read its context now
         try:
             result = await async_transcribe(
                 server,
@@ -176,9 +178,7 @@ class LocalVoiceSpeechToText(WyomingEntity, stt.SpeechToTextEntity):
         self._record(started, result, "done")
         LOGGER.debug(
             "%s transcribed %.2f s of audio in %.2f s after its end",
-            server,
-            result.audio_seconds,
-            result.stt_seconds,
+            *(server, result.audio_seconds, result.stt_seconds),
         )
         return stt.SpeechResult(result.text.strip(), stt.SpeechResultState.SUCCESS)
 

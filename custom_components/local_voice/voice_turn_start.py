@@ -1,0 +1,111 @@
+"""The start of a voice turn, before its words: where it is said, which agent answers.
+
+Two signs, both public: an Assist satellite's entity starts listening (its state),
+or local_voice's speech-to-text starts hearing a stream with no satellite listening
+(the app, a browser). The agent that answers is the conversation engine of the
+pipeline the satellite has chosen (else the preferred one); for a stream heard by
+local_voice's STT, of the pipelines that use that STT entity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from homeassistant.components.assist_pipeline import (
+    OPTION_PREFERRED,
+    async_get_pipelines,
+)
+from homeassistant.components.assist_pipeline.pipeline import async_get_pipeline
+from homeassistant.components.assist_satellite.entity import AssistSatelliteState
+from homeassistant.const import EVENT_STATE_CHANGED
+from homeassistant.core import (
+    CALLBACK_TYPE,
+    Event,
+    EventStateChangedData,
+    HomeAssistant,
+    callback,
+)
+from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.dispatcher import (
+    async_dispatcher_connect,
+    async_dispatcher_send,
+)
+
+from .const import DOMAIN
+
+SIGNAL_HEARING = f"{DOMAIN}_hearing"
+_SATELLITE = "assist_satellite."
+
+
+@callback
+def async_hearing(hass: HomeAssistant, stt_entity_id: str) -> None:
+    """Say that local_voice's STT entity started hearing a stream."""
+    async_dispatcher_send(hass, SIGNAL_HEARING, stt_entity_id)
+
+
+def _pipeline_agent(hass: HomeAssistant, device_id: str | None) -> str | None:
+    """Return the conversation engine of the pipeline a satellite's device chose."""
+    name = OPTION_PREFERRED
+    registry = er.async_get(hass)
+    for entry in er.async_entries_for_device(registry, device_id or ""):
+        chosen = entry.domain == "select" and entry.unique_id.endswith("-pipeline")
+        if chosen and (state := hass.states.get(entry.entity_id)) is not None:
+            name = state.state
+    pipeline = next(
+        (p for p in async_get_pipelines(hass) if p.name == name),
+        None,
+    ) or async_get_pipeline(hass)
+    return pipeline.conversation_engine
+
+
+@callback
+def async_track_voice_turns(
+    hass: HomeAssistant,
+    agent_id: Callable[[], str],
+    action: Callable[[str | None], None],
+) -> CALLBACK_TYPE:
+    """Call `action(device_id)` when a voice turn the agent answers starts."""
+
+    @callback
+    def is_satellite(data: EventStateChangedData) -> bool:
+        return data["entity_id"].startswith(_SATELLITE)
+
+    @callback
+    def satellite_changed(event: Event[EventStateChangedData]) -> None:
+        new, old = event.data["new_state"], event.data["old_state"]
+        if new is None or new.state != AssistSatelliteState.LISTENING:
+            return
+        if old is not None and old.state == AssistSatelliteState.LISTENING:
+            return
+        entry = er.async_get(hass).async_get(event.data["entity_id"])
+        device_id = entry.device_id if entry else None
+        if _pipeline_agent(hass, device_id) == agent_id():
+            action(device_id)
+
+    @callback
+    def hearing(stt_entity_id: str) -> None:
+        if "assist_pipeline" not in hass.config.components:
+            return  # heard outside a pipeline: no agent follows
+        listening = AssistSatelliteState.LISTENING
+        if any(
+            state.state == listening
+            for state in hass.states.async_all(_SATELLITE.rstrip("."))
+        ):
+            return  # the satellite said so first, with its device
+        if any(
+            p.stt_engine == stt_entity_id and p.conversation_engine == agent_id()
+            for p in async_get_pipelines(hass)
+        ):
+            action(None)
+
+    undo_state = hass.bus.async_listen(
+        EVENT_STATE_CHANGED, satellite_changed, event_filter=is_satellite
+    )
+    undo_signal = async_dispatcher_connect(hass, SIGNAL_HEARING, hearing)
+
+    @callback
+    def undo() -> None:
+        undo_state()
+        undo_signal()
+
+    return undo

@@ -1,0 +1,253 @@
+"""A voice turn's context read into its slot while the user is still speaking.
+
+Real Assist pipelines: local_voice STT on the session's whisper.cpp, the local_voice
+agent on a SmolLM2 llama-server of the test's own. They start the ways users start
+them: from an Assist satellite (a real `AssistSatelliteEntity`, whose state the
+pipeline drives) and from the app (no satellite). The prompt template reads where
+it is said, so the whole of it is the chat's context block; the speech pauses
+halfway until the warm-up is recorded, and the chat after the transcript then
+reads only the words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    MockModule,
+    MockPlatform,
+    mock_config_flow,
+    mock_integration,
+    mock_platform,
+)
+
+from custom_components.local_voice.const import (
+    CONF_MAX_TOKENS,
+    CONF_TEMPERATURE,
+    DOMAIN,
+    SERVICE_ASR,
+)
+from custom_components.local_voice.slots import SlotManager
+from homeassistant.components import conversation
+from homeassistant.components.assist_pipeline import (
+    PipelineEvent,
+    PipelineStage,
+    async_get_pipeline,
+    async_pipeline_from_audio_stream,
+    async_update_pipeline,
+)
+from homeassistant.components.assist_satellite import (
+    AssistSatelliteConfiguration,
+    AssistSatelliteEntity,
+)
+from homeassistant.config_entries import ConfigEntry, ConfigFlow
+from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
+from homeassistant.core import Context, HomeAssistant, callback
+from homeassistant.helpers import (
+    area_registry as ar,
+    device_registry as dr,
+    entity_registry as er,
+)
+from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.setup import async_setup_component
+
+from .backends import SMOL, Backend, llama_argv, require, start
+from .common import llama_entry, setup_entry, wyoming_entry
+from .conversation_support import Home, agent_id, async_setup_home
+from .speech_support import KITCHEN_WAV, read_wav, speech_metadata
+
+# Long enough that reading it is worth saving (~900 tokens), and it names where it
+# is said: all of it is the chat's context block, after the cached system message.
+PROMPT = "You answer for the {{ area_name(llm_context.device_id) or 'app' }}.\n" + (
+    "\n".join(
+        f"House rule {n}: in room {n}, answer in one short and friendly sentence."
+        for n in range(1, 61)
+    )
+)
+OPTIONS = {
+    CONF_LLM_HASS_API: [],
+    CONF_PROMPT: PROMPT,
+    CONF_MAX_TOKENS: 2,
+    CONF_TEMPERATURE: 0.0,
+}
+SATELLITES = "satellite_stub"
+
+
+class Satellite(AssistSatelliteEntity):
+    """A voice satellite, put in the kitchen by the fixture."""
+
+    _attr_has_entity_name = True
+    _attr_name = None
+    _attr_unique_id = "kitchen-satellite"
+    _attr_device_info = DeviceInfo(identifiers={(SATELLITES, "kitchen")})
+
+    @callback
+    def async_get_configuration(self) -> AssistSatelliteConfiguration:
+        """No wake words: the satellite detects its own."""
+        return AssistSatelliteConfiguration([], [], 0)
+
+    async def async_set_configuration(
+        self, config: AssistSatelliteConfiguration
+    ) -> None:
+        """Nothing to configure."""
+
+    def on_pipeline_event(self, event: PipelineEvent) -> None:
+        """The satellite's own handling: nothing to play here."""
+
+
+@pytest.fixture
+async def voice(
+    hass: HomeAssistant, asr_server: Backend, backend_logs: Path
+) -> AsyncIterator[tuple[Home, SlotManager, Satellite]]:
+    """Assist with local_voice STT and agent, the agent's pipeline the preferred one."""
+    require(SMOL)
+    home = await async_setup_home(hass)
+    for component in ("assist_pipeline", "assist_satellite"):
+        assert await async_setup_component(hass, component, {})
+    satellite = Satellite()
+
+    async def add_satellite(
+        _hass: HomeAssistant, _entry: ConfigEntry, add: AddConfigEntryEntitiesCallback
+    ) -> None:
+        add([satellite])
+
+    async def forward(hass: HomeAssistant, entry: ConfigEntry) -> bool:
+        await hass.config_entries.async_forward_entry_setups(
+            entry, ["assist_satellite"]
+        )
+        return True
+
+    mock_integration(hass, MockModule(SATELLITES, async_setup_entry=forward))
+    mock_platform(hass, f"{SATELLITES}.config_flow")
+    mock_platform(
+        hass,
+        f"{SATELLITES}.assist_satellite",
+        MockPlatform(async_setup_entry=add_satellite),
+    )
+    with mock_config_flow(SATELLITES, ConfigFlow):
+        await setup_entry(hass, MockConfigEntry(domain=SATELLITES))
+    assert satellite.device_entry is not None
+    kitchen = ar.async_get(hass).async_get_area_by_name("Kitchen")
+    assert kitchen is not None
+    dr.async_get(hass).async_update_device(
+        satellite.device_entry.id, area_id=kitchen.id
+    )
+    process = start(
+        "llama-turn", llama_argv(SMOL, ctx=4096, slots=1), "http", backend_logs
+    )
+    try:
+        entry = await setup_entry(hass, llama_entry(process.url, OPTIONS))
+        entry.runtime_data.coordinator.update_interval = timedelta(days=1)
+        asr = await setup_entry(hass, wyoming_entry(SERVICE_ASR, asr_server.port))
+        stt_id = er.async_get(hass).async_get_entity_id(
+            "stt", DOMAIN, f"{asr.entry_id}-asr"
+        )
+        await async_update_pipeline(
+            hass,
+            async_get_pipeline(hass),
+            stt_engine=stt_id,
+            stt_language="en",
+            conversation_engine=agent_id(hass),
+            tts_engine=None,
+        )
+        yield home, entry.runtime_data.slots, satellite
+    finally:
+        process.stop()
+
+
+def _turn_warm_ups(slots: SlotManager) -> list[dict]:
+    return [warm for warm in slots.warmups if warm.get("turn")]
+
+
+async def _speech(slots: SlotManager, *, pause: bool) -> AsyncIterator[bytes]:
+    """Say "Turn on the kitchen light." in chunks; with `pause`, stop halfway until
+    the turn's warm-up is recorded, as if the user spoke slowly."""
+    warmed = asyncio.Event()
+    undo = slots.add_listener(lambda: warmed.set() if _turn_warm_ups(slots) else None)
+    _, pcm = read_wav(KITCHEN_WAV)
+    try:
+        for start_at in range(0, len(pcm), 3200):
+            if pause and start_at >= len(pcm) // 2:
+                async with asyncio.timeout(60):
+                    await warmed.wait()
+            yield pcm[start_at : start_at + 3200]
+            await asyncio.sleep(0)
+    finally:
+        undo()
+
+
+def _chat_read(slots: SlotManager) -> int:
+    """Prompt tokens the newest chat read (not from the slot's cache)."""
+    return int(slots.timings[-1]["prompt_n"])
+
+
+async def test_a_satellite_turn_reads_only_its_words(
+    hass: HomeAssistant, voice: tuple[Home, SlotManager, Satellite]
+) -> None:
+    """The kitchen satellite starts listening: its context is read before the words."""
+    _, slots, satellite = voice
+    assert satellite.device_entry is not None
+    device_id = satellite.device_entry.id
+    chats = len(slots.timings)
+    async with asyncio.timeout(120):
+        await satellite.async_accept_pipeline_from_satellite(
+            _speech(slots, pause=True), end_stage=PipelineStage.INTENT
+        )
+    (warm,) = _turn_warm_ups(slots)
+    assert warm["slot"] == slots.pinned[(_agent(slots), device_id)]
+    assert warm["prompt_n"] > 500  # the context block: the kitchen's instructions
+    assert len(slots.timings) == chats + 1
+    assert _chat_read(slots) < 40  # the words and the template's tail
+
+
+async def test_an_app_turn_reads_only_its_words(
+    hass: HomeAssistant, voice: tuple[Home, SlotManager, Satellite]
+) -> None:
+    """Speech from the app (no satellite): local_voice's STT hears it; warmed so."""
+    _, slots, _ = voice
+    async with asyncio.timeout(120):
+        await async_pipeline_from_audio_stream(
+            hass,
+            context=Context(),
+            event_callback=lambda _event: None,
+            stt_metadata=speech_metadata(""),
+            stt_stream=_speech(slots, pause=True),
+            end_stage=PipelineStage.INTENT,
+        )
+    (warm,) = _turn_warm_ups(slots)
+    assert warm["slot"] == slots.pinned[(_agent(slots), None)]
+    assert warm["prompt_n"] > 500
+    assert _chat_read(slots) < 40
+
+
+async def test_no_warm_up_for_a_turn_another_agent_answers(
+    hass: HomeAssistant, voice: tuple[Home, SlotManager, Satellite]
+) -> None:
+    """A satellite whose pipeline answers with Home Assistant's own agent: the
+    local_voice agent reads nothing into its slot."""
+    _, slots, satellite = voice
+    await async_update_pipeline(
+        hass,
+        async_get_pipeline(hass),
+        conversation_engine=conversation.HOME_ASSISTANT_AGENT,
+    )
+    chats = len(slots.timings)
+    async with asyncio.timeout(120):
+        await satellite.async_accept_pipeline_from_satellite(
+            _speech(slots, pause=False), end_stage=PipelineStage.INTENT
+        )
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert not _turn_warm_ups(slots)
+    assert len(slots.timings) == chats
+
+
+def _agent(slots: SlotManager) -> str:
+    """The agent (subentry id) the slot manager knows."""
+    (agent,) = {agent for agent, _ in slots.pinned}
+    return agent
