@@ -15,8 +15,9 @@ detection ends the speech. The answer is read as a satellite reads it: its TTS
 stream opened at run start (WAV as the engine makes it). The Kokoro voices that
 scripts/backends has are Japanese ones: both pipelines ask for TTS in Japanese, and
 Kokoro reads the English answers with them in English. Each turn is a new
-conversation from one of five sources (four satellites with areas, the app); the
-stacks alternate which goes first.
+conversation from one of five sources: four satellites with areas, each an Assist
+satellite entity on its device that runs the preferred pipeline (satellites.py),
+and the app (a pipeline run with no device). The stacks alternate which goes first.
 
 Per turn: end of speech (the pipeline's VAD end) → transcript → first token (the
 agent's first delta) → first text handed to TTS → first audio byte → last audio
@@ -44,7 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 import json
 import logging
@@ -96,6 +97,7 @@ from custom_components.local_voice.const import (  # noqa: E402
 from home import Home, async_setup_home  # noqa: E402
 from home_commands import MAX_TOKENS, turn_calls  # noqa: E402
 from home_utterances import CONVERSATIONS, Outcome, Turn  # noqa: E402
+from satellites import Satellite, async_add_satellites  # noqa: E402
 from prompt_cache import conversation_agent, core_entry, home_assistant  # noqa: E402
 from stt import METADATA  # noqa: E402  (16 kHz, 16-bit mono PCM WAV)
 from tests.backends import (  # noqa: E402
@@ -150,6 +152,7 @@ class Timeline:
     failed: bool = False
     error: str | None = None
     ended: float = 0.0
+    conversation_id: str | None = None
 
 
 @dataclass
@@ -366,6 +369,7 @@ def on_event(
                 if data.get("tts_start_streaming") and timeline.to_tts is None:
                     timeline.to_tts = now
             case PipelineEventType.INTENT_END:
+                timeline.conversation_id = data["intent_output"]["conversation_id"]
                 response = data["intent_output"]["response"]
                 timeline.answer = response["speech"]["plain"]["speech"]
                 timeline.failed = response["response_type"] == "error"
@@ -381,12 +385,38 @@ async def voice_turn(
     hass: HomeAssistant,
     pipeline: Pipeline,
     pcm: bytes,
-    device_id: str | None,
+    satellite: Satellite | None,
     seconds: float,
-) -> tuple[Timeline, str]:
-    """One voice turn, audio in to audio out: its timeline and conversation id."""
+) -> Timeline:
+    """One voice turn, audio in to audio out, from a satellite or from the app."""
     timeline = Timeline()
     audio: list[asyncio.Task[None]] = []
+    callback = on_event(hass, timeline, audio)
+    try:
+        async with asyncio.timeout(seconds):
+            if satellite is not None:
+                # The satellite runs its device's pipeline: here the preferred one.
+                store = hass.data[KEY_ASSIST_PIPELINE].pipeline_store
+                store.async_set_preferred_item(pipeline.id)
+                await satellite.async_say(microphone(pcm, timeline), callback)
+            else:
+                await app_turn(hass, pipeline, microphone(pcm, timeline), callback)
+            await asyncio.gather(*audio)
+    except TimeoutError:
+        timeline.error = f"no answer in {seconds:g} s"
+        for task in audio:
+            task.cancel()
+    timeline.ended = time.monotonic()
+    return timeline
+
+
+async def app_turn(
+    hass: HomeAssistant,
+    pipeline: Pipeline,
+    stream: AsyncIterator[bytes],
+    callback: Callable[[PipelineEvent], None],
+) -> None:
+    """A command spoken into the app: no satellite, no device, a new conversation."""
     with chat_session.async_get_chat_session(hass, None) as session:
         run = PipelineRun(
             hass,
@@ -394,26 +424,12 @@ async def voice_turn(
             pipeline=pipeline,
             start_stage=PipelineStage.STT,
             end_stage=PipelineStage.TTS,
-            event_callback=on_event(hass, timeline, audio),
+            event_callback=callback,
             tts_audio_output={tts.ATTR_PREFERRED_FORMAT: "wav"},
         )
-        pipeline_input = PipelineInput(
-            run=run,
-            session=session,
-            stt_metadata=METADATA,
-            stt_stream=microphone(pcm, timeline),
-            device_id=device_id,
-        )
-        try:
-            async with asyncio.timeout(seconds):
-                await pipeline_input.execute(validate=True)
-                await asyncio.gather(*audio)
-        except TimeoutError:
-            timeline.error = f"no answer in {seconds:g} s"
-            for task in audio:
-                task.cancel()
-        timeline.ended = time.monotonic()
-        return timeline, session.conversation_id
+        await PipelineInput(
+            run=run, session=session, stt_metadata=METADATA, stt_stream=stream
+        ).execute(validate=True)
 
 
 def prompt_read(proxy: RecordingProxy, since: int) -> int:
@@ -426,21 +442,27 @@ def prompt_read(proxy: RecordingProxy, since: int) -> int:
     return read
 
 
-async def run_turn(home: Home, stack: Stack, spoken: Spoken, seconds: float) -> Result:
+async def run_turn(
+    home: Home,
+    satellites: dict[str, Satellite],
+    stack: Stack,
+    spoken: Spoken,
+    seconds: float,
+) -> Result:
     """Reset the home, say the command to the stack, judge what it did."""
     await home.reset()
     before = await home.snapshot()
     since = len(stack.proxy.exchanges)
-    device_id = home.satellites.get(spoken.source or "")
-    timeline, conversation_id = await voice_turn(
-        home.hass, stack.pipeline, spoken.pcm, device_id, seconds
+    satellite = satellites.get(spoken.source or "")
+    timeline = await voice_turn(
+        home.hass, stack.pipeline, spoken.pcm, satellite, seconds
     )
     await home.hass.async_block_till_done()
     outcome = Outcome(
         before=before,
         after=await home.snapshot(),
         answer=timeline.answer,
-        rounds=len(turn_calls(home.hass, conversation_id)),
+        rounds=len(turn_calls(home.hass, timeline.conversation_id or "")),
         failed=timeline.failed,
         error=timeline.error,
     )
@@ -693,13 +715,18 @@ async def run_all(
             if label in servers
         }
         stacks = await setup_stacks(hass, urls, ports["asr"], ports["tts"])
+        satellites = await async_add_satellites(hass, home)
         for stack in stacks:  # a first turn each, not counted: the servers' first run
-            warm_up = await run_turn(home, stack, spoken[0], args.turn_timeout)
+            warm_up = await run_turn(
+                home, satellites, stack, spoken[0], args.turn_timeout
+            )
             print(f"(warm-up) {progress_line(warm_up)}", flush=True)
         for index, command in enumerate(spoken):
             for stack in stacks if index % 2 else reversed(stacks):
                 since = len(stack.proxy.exchanges)
-                result = await run_turn(home, stack, command, args.turn_timeout)
+                result = await run_turn(
+                    home, satellites, stack, command, args.turn_timeout
+                )
                 if stack.label == LOCAL_VOICE:
                     await measure_floor(
                         result, stack.proxy, since, ports, servers[LOCAL_VOICE].url
