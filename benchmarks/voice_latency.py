@@ -21,13 +21,14 @@ and the app (a pipeline run with no device). The stacks alternate which goes fir
 
 Per turn: end of speech (the pipeline's VAD end) → transcript → first token (the
 agent's first delta) → first text handed to TTS → first audio byte → last audio
-byte; tool rounds; prompt tokens the server read; done (the home's state, judged
-as home_commands judges it). A turn that fails counts with the time the user
-waited for its failure (its spoken error, or the turn timeout).
+byte; tool rounds; prompt tokens the server read for them (not for local_voice's
+warm-up while the user speaks); done (the home's state, judged as home_commands
+judges it). A turn that fails counts with the time the user waited for its
+failure (its spoken error, or the turn timeout).
 
 The floor, for each local_voice turn, measured in the same run: whisper's time for
 the same speech through a bare Wyoming client (audio-stop to transcript);
-llama-server's time for the exact requests local_voice sent, replayed at once with
+llama-server's time for the exact rounds local_voice sent, replayed at once with
 their prompts cached (each round whole, the last one up to the end of its first
 clause); Kokoro's time to first audio for the first sentence local_voice spoke.
 Floor = their sum.
@@ -432,10 +433,20 @@ async def app_turn(
         ).execute(validate=True)
 
 
+def chat_rounds(proxy: RecordingProxy, since: int) -> list[tuple[bytes, bytes]]:
+    """The newest requests and answers, less local_voice's warm-ups (one token
+    asked: read while the user speaks, so on no one's wait)."""
+    return [
+        (body, answer)
+        for body, answer in proxy.exchanges[since:]
+        if json.loads(body).get("max_tokens") != 1
+    ]
+
+
 def prompt_read(proxy: RecordingProxy, since: int) -> int:
-    """Prompt tokens the server read (not from its cache) for the newest requests."""
+    """Prompt tokens the server read (not from its cache) for the newest rounds."""
     read = 0
-    for _, answer in proxy.exchanges[since:]:
+    for _, answer in chat_rounds(proxy, since):
         for line in answer.splitlines():
             if line.startswith(b"data: {") and b'"timings"' in line:
                 read += json.loads(line[6:]).get("timings", {}).get("prompt_n", 0)
@@ -549,7 +560,7 @@ async def measure_floor(
     result: Result, proxy: RecordingProxy, since: int, ports: dict[str, int], url: str
 ) -> None:
     """The servers' own time for what this local_voice turn asked of them."""
-    bodies = [body for body, _ in proxy.exchanges[since:]]
+    bodies = [body for body, _ in chat_rounds(proxy, since)]
     result.floor = {
         "stt": await whisper_alone(ports["asr"], result.spoken.pcm),
         "llm": await llama_alone(url, bodies) if bodies else 0.0,
