@@ -169,7 +169,10 @@ async def _speech(slots: SlotManager, *, pause: bool) -> AsyncIterator[bytes]:
     """Say "Turn on the kitchen light." in chunks; with `pause`, stop halfway until
     the turn's warm-up is recorded, as if the user spoke slowly."""
     warmed = asyncio.Event()
-    undo = slots.add_listener(lambda: warmed.set() if _turn_warm_ups(slots) else None)
+    before = len(_turn_warm_ups(slots))
+    undo = slots.add_listener(
+        lambda: warmed.set() if len(_turn_warm_ups(slots)) > before else None
+    )
     _, pcm = read_wav(KITCHEN_WAV)
     try:
         for start_at in range(0, len(pcm), 3200):
@@ -204,6 +207,16 @@ async def test_a_satellite_turn_reads_only_its_words(
     assert warm["prompt_n"] > 500  # the context block: the kitchen's instructions
     assert len(slots.timings) == chats + 1
     assert _chat_read(slots) < 40  # the words and the template's tail
+
+    # Said again soon after: the satellite goes on with its conversation, and the
+    # warm-up sends that conversation before the new words' place.
+    async with asyncio.timeout(120):
+        await satellite.async_accept_pipeline_from_satellite(
+            _speech(slots, pause=True), end_stage=PipelineStage.INTENT
+        )
+    assert len(_turn_warm_ups(slots)) == 2
+    assert len(slots.timings) == chats + 2
+    assert _chat_read(slots) < 40
 
 
 async def test_an_app_turn_reads_only_its_words(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Literal, override
 
 from homeassistant.components import conversation
@@ -12,6 +13,7 @@ from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT, MATCH_ALL
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import intent, llm
+from homeassistant.helpers.chat_session import CONVERSATION_TIMEOUT
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.start import async_at_started
 
@@ -61,6 +63,8 @@ class LocalVoiceConversationEntity(
     def __init__(self, data: LlamaServerData, subentry: ConfigSubentry) -> None:
         """Offer device control when an LLM API is selected."""
         super().__init__(data, subentry)
+        #: Per device: when its last chat ended, and that chat.
+        self._recent: dict[str | None, tuple[float, list[conversation.Content]]] = {}
         if subentry.data.get(CONF_LLM_HASS_API):
             self._attr_supported_features = (
                 conversation.ConversationEntityFeature.CONTROL
@@ -119,6 +123,8 @@ class LocalVoiceConversationEntity(
 
         The same bytes as the chat that follows (the context block says where it
         is said and the time to the minute), so only the words are left to read.
+        Within Home Assistant's conversation timeout a satellite goes on with its
+        last conversation: that chat is sent before the new words' place.
         """
         options = self.subentry.data
         llm_context = llm.LLMContext(
@@ -142,7 +148,12 @@ class LocalVoiceConversationEntity(
             LOGGER.debug("%s: no turn warm-up: %s", self.entity_id, err)
             return
         slot = self.slots.slot_for(self.subentry.subentry_id, device_id)
-        request = turn_warm_up_request(options, parts, slot, api)
+        chat: list[conversation.Content] = []
+        if (recent := self._recent.get(device_id)) is not None and (
+            time.monotonic() - recent[0] < CONVERSATION_TIMEOUT.total_seconds()
+        ):
+            chat = recent[1]  # the satellite goes on with its conversation
+        request = turn_warm_up_request(options, parts, slot, api, chat)
         await self.slots.async_warm_turn(self._prefix(parts), slot, request)
 
     @override
@@ -182,6 +193,8 @@ class LocalVoiceConversationEntity(
             await self.async_add_deltas(
                 chat_log, {"role": "assistant", "content": text}
             )
+        # The device's next turn may go on with this chat: its warm-up reads it.
+        self._recent[user_input.device_id] = (time.monotonic(), [*chat_log.content])
         result = conversation.async_get_result_from_chat_log(user_input, chat_log)
         if error is not None:
             speech = result.response.speech.get("plain", {}).get("speech", "")

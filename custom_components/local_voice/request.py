@@ -20,8 +20,10 @@ from homeassistant.helpers.json import json_dumps
 
 from .agent_text import AgentError
 from .const import (
+    CONF_MAX_HISTORY,
     CONF_MAX_TOKENS,
     CONF_REASONING_EFFORT,
+    CONF_SEND_REASONING,
     CONF_TEMPERATURE,
     CONF_TOP_P,
     RECOMMENDED_MAX_TOKENS,
@@ -29,7 +31,7 @@ from .const import (
     RECOMMENDED_TEMPERATURE,
     RECOMMENDED_TOP_P,
 )
-from .messages import build_messages
+from .messages import build_messages, turns
 from .prompt import PromptParts
 
 # Template overhead per message and for the template's own text, for the cheap upper
@@ -125,14 +127,23 @@ def turn_warm_up_request(
     parts: PromptParts,
     slot: int,
     llm_api: llm.APIInstance | None,
+    chat: Sequence[conversation.Content] = (),
 ) -> dict[str, Any]:
-    """Return a new chat's request up to where the user's words go, and no more.
+    """Return a turn's request up to where the user's words go, and no more.
 
-    The same bytes as the chat's up to the end of its context block.
+    The same bytes as the chat's up to the end of its context block: `chat` is the
+    conversation it goes on with (none for a new one).
     """
+    words: list[conversation.Content] = [conversation.UserContent("")]
+    grouped = [*turns(chat), words]
+    if (max_history := int(options.get(CONF_MAX_HISTORY) or 0)) > 0:
+        grouped = grouped[-max_history:]
     return {
         "messages": build_messages(
-            parts.system, parts.context, [[conversation.UserContent("")]]
+            parts.system,
+            parts.context,
+            grouped,
+            send_reasoning=bool(options.get(CONF_SEND_REASONING, False)),
         ),
         **request_options(options, parts, slot, llm_api=llm_api),
         "max_tokens": 1,
