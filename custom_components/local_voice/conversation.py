@@ -63,8 +63,9 @@ class LocalVoiceConversationEntity(
     def __init__(self, data: LlamaServerData, subentry: ConfigSubentry) -> None:
         """Offer device control when an LLM API is selected."""
         super().__init__(data, subentry)
-        #: Per device: when its last chat ended, and that chat.
-        self._recent: dict[str | None, tuple[float, list[conversation.Content]]] = {}
+        #: Per satellite: when its last chat ended, and that chat (not for the app:
+        #: each of its dialogs is a new conversation, and they share no device).
+        self._recent: dict[str, tuple[float, list[conversation.Content]]] = {}
         if subentry.data.get(CONF_LLM_HASS_API):
             self._attr_supported_features = (
                 conversation.ConversationEntityFeature.CONTROL
@@ -149,7 +150,7 @@ class LocalVoiceConversationEntity(
             return
         slot = self.slots.slot_for(self.subentry.subentry_id, device_id)
         chat: list[conversation.Content] = []
-        if (recent := self._recent.get(device_id)) is not None and (
+        if (recent := self._recent.get(device_id or "")) is not None and (
             time.monotonic() - recent[0] < CONVERSATION_TIMEOUT.total_seconds()
         ):
             chat = recent[1]  # the satellite goes on with its conversation
@@ -193,8 +194,9 @@ class LocalVoiceConversationEntity(
             await self.async_add_deltas(
                 chat_log, {"role": "assistant", "content": text}
             )
-        # The device's next turn may go on with this chat: its warm-up reads it.
-        self._recent[user_input.device_id] = (time.monotonic(), [*chat_log.content])
+        if user_input.device_id is not None:
+            # The satellite's next turn may go on with this chat: its warm-up reads it.
+            self._recent[user_input.device_id] = (time.monotonic(), [*chat_log.content])
         result = conversation.async_get_result_from_chat_log(user_input, chat_log)
         if error is not None:
             speech = result.response.speech.get("plain", {}).get("speech", "")
