@@ -15,6 +15,8 @@ from pathlib import Path
 import sys
 from typing import Any
 
+import pytest
+
 from custom_components.local_voice.const import CONF_TEMPERATURE
 from custom_components.local_voice.turn import NUDGE, ORDER_MAX_TOKENS
 from custom_components.local_voice.vocabulary import related, similar
@@ -80,6 +82,18 @@ async def test_a_tool_that_cannot_act_on_the_lights_becomes_the_one_that_can(
     lights = {"light.floor_lamp": at_30, "light.living_room_ceiling": at_30}
     _judged(becomes(lights), outcome)
     assert len(server.requests) == 1  # a done action ends the turn
+
+
+@pytest.mark.parametrize("said", ["30 percent", "30%"])
+async def test_turn_on_for_a_brightness_becomes_the_light_tool(
+    home: Home, fake: list[FakeLlama], said: str
+) -> None:
+    """Turn-on for "dim ... to 30%" (whisper writes the sign): the light tool, at 30."""
+    call = _call("intent__HassTurnOn", area="Living Room", domain=["light"])
+    outcome, _ = await _say(home, fake, f"Dim the living room lights to {said}", call)
+    at_30 = attribute("on", "brightness", 74, 80)  # 30 % of 255
+    lights = {"light.floor_lamp": at_30, "light.living_room_ceiling": at_30}
+    _judged(becomes(lights), outcome)
 
 
 async def test_a_timer_tool_for_a_device_becomes_the_device_tool(

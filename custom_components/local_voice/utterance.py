@@ -101,8 +101,8 @@ _NOUN_STARTS = frozenset({"the", "my", "our", "a", "an", "this", "that", "your"}
 
 
 def words(text: str) -> list[str]:
-    """Return the text's words, lower case."""
-    return _WORD.findall(text.casefold())
+    """Return the text's words, lower case; "%" is "percent" (whisper writes "30%")."""
+    return _WORD.findall(text.casefold().replace("%", " percent"))
 
 
 @dataclass(frozen=True, slots=True)
