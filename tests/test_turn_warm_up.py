@@ -170,18 +170,27 @@ def _turn_warm_ups(slots: SlotManager) -> list[dict]:
     return [warm for warm in slots.warmups if warm.get("turn")]
 
 
-async def _speech(slots: SlotManager, *, pause: bool) -> AsyncIterator[bytes]:
+def _speech(slots: SlotManager, *, pause: bool) -> AsyncIterator[bytes]:
     """Say "Turn on the kitchen light." in chunks; with `pause`, stop halfway until
-    the turn's warm-up is recorded, as if the user spoke slowly."""
+    a new turn warm-up is recorded (counted from now), as if the user spoke slowly."""
+    return _chunks(slots, len(_turn_warm_ups(slots)) if pause else None)
+
+
+async def _chunks(
+    slots: SlotManager, warmed_before: int | None
+) -> AsyncIterator[bytes]:
     warmed = asyncio.Event()
-    before = len(_turn_warm_ups(slots))
-    undo = slots.add_listener(
-        lambda: warmed.set() if len(_turn_warm_ups(slots)) > before else None
-    )
+
+    def check() -> None:
+        if warmed_before is not None and len(_turn_warm_ups(slots)) > warmed_before:
+            warmed.set()
+
+    undo = slots.add_listener(check)
+    check()  # it may have been recorded before the first chunk was asked for
     _, pcm = read_wav(KITCHEN_WAV)
     try:
         for start_at in range(0, len(pcm), 3200):
-            if pause and start_at >= len(pcm) // 2:
+            if warmed_before is not None and start_at >= len(pcm) // 2:
                 async with asyncio.timeout(60):
                     await warmed.wait()
             yield pcm[start_at : start_at + 3200]
