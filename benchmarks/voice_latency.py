@@ -98,7 +98,7 @@ from custom_components.local_voice.const import (  # noqa: E402
 from home import Home, async_setup_home  # noqa: E402
 from home_commands import MAX_TOKENS, turn_calls  # noqa: E402
 from home_utterances import CONVERSATIONS, Outcome, Turn  # noqa: E402
-from satellites import Satellite, async_add_satellites  # noqa: E402
+from satellites import Satellite, async_add_home_satellites  # noqa: E402
 from prompt_cache import conversation_agent, core_entry, home_assistant  # noqa: E402
 from stt import METADATA  # noqa: E402  (16 kHz, 16-bit mono PCM WAV)
 from tests.backends import (  # noqa: E402
@@ -726,7 +726,7 @@ async def run_all(
             if label in servers
         }
         stacks = await setup_stacks(hass, urls, ports["asr"], ports["tts"])
-        satellites = await async_add_satellites(hass, home)
+        satellites = await async_add_home_satellites(hass, home)
         for stack in stacks:  # a first turn each, not counted: the servers' first run
             warm_up = await run_turn(
                 home, satellites, stack, spoken[0], args.turn_timeout

@@ -17,14 +17,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from pytest_homeassistant_custom_component.common import (
-    MockConfigEntry,
-    MockModule,
-    MockPlatform,
-    mock_config_flow,
-    mock_integration,
-    mock_platform,
-)
 
 from custom_components.local_voice.const import (
     CONF_MAX_TOKENS,
@@ -35,31 +27,24 @@ from custom_components.local_voice.const import (
 from custom_components.local_voice.slots import SlotManager
 from homeassistant.components import conversation
 from homeassistant.components.assist_pipeline import (
-    PipelineEvent,
     PipelineStage,
     async_get_pipeline,
     async_pipeline_from_audio_stream,
     async_update_pipeline,
 )
-from homeassistant.components.assist_satellite import (
-    AssistSatelliteConfiguration,
-    AssistSatelliteEntity,
-)
-from homeassistant.config_entries import ConfigEntry, ConfigFlow
 from homeassistant.const import CONF_LLM_HASS_API, CONF_PROMPT
-from homeassistant.core import Context, HomeAssistant, callback
+from homeassistant.core import Context, HomeAssistant
 from homeassistant.helpers import (
     area_registry as ar,
     device_registry as dr,
     entity_registry as er,
 )
-from homeassistant.helpers.device_registry import DeviceInfo
-from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.setup import async_setup_component
 
 from .backends import SMOL, Backend, llama_argv, require, start
 from .common import llama_entry, setup_entry, wyoming_entry
 from .conversation_support import Home, agent_id, async_setup_home
+from .satellite_support import Satellite, async_add_satellites
 from .speech_support import KITCHEN_WAV, read_wav, speech_metadata
 
 # Long enough that reading it is worth saving (~900 tokens), and it names where it
@@ -79,28 +64,6 @@ OPTIONS = {
 SATELLITES = "satellite_stub"
 
 
-class Satellite(AssistSatelliteEntity):
-    """A voice satellite, put in the kitchen by the fixture."""
-
-    _attr_has_entity_name = True
-    _attr_name = None
-    _attr_unique_id = "kitchen-satellite"
-    _attr_device_info = DeviceInfo(identifiers={(SATELLITES, "kitchen")})
-
-    @callback
-    def async_get_configuration(self) -> AssistSatelliteConfiguration:
-        """No wake words: the satellite detects its own."""
-        return AssistSatelliteConfiguration([], [], 0)
-
-    async def async_set_configuration(
-        self, config: AssistSatelliteConfiguration
-    ) -> None:
-        """Nothing to configure."""
-
-    def on_pipeline_event(self, event: PipelineEvent) -> None:
-        """The satellite's own handling: nothing to play here."""
-
-
 @pytest.fixture
 async def voice(
     hass: HomeAssistant, asr_server: Backend, backend_logs: Path
@@ -110,28 +73,7 @@ async def voice(
     home = await async_setup_home(hass)
     for component in ("assist_pipeline", "assist_satellite"):
         assert await async_setup_component(hass, component, {})
-    satellite = Satellite()
-
-    async def add_satellite(
-        _hass: HomeAssistant, _entry: ConfigEntry, add: AddConfigEntryEntitiesCallback
-    ) -> None:
-        add([satellite])
-
-    async def forward(hass: HomeAssistant, entry: ConfigEntry) -> bool:
-        await hass.config_entries.async_forward_entry_setups(
-            entry, ["assist_satellite"]
-        )
-        return True
-
-    mock_integration(hass, MockModule(SATELLITES, async_setup_entry=forward))
-    mock_platform(hass, f"{SATELLITES}.config_flow")
-    mock_platform(
-        hass,
-        f"{SATELLITES}.assist_satellite",
-        MockPlatform(async_setup_entry=add_satellite),
-    )
-    with mock_config_flow(SATELLITES, ConfigFlow):
-        await setup_entry(hass, MockConfigEntry(domain=SATELLITES))
+    (satellite,) = (await async_add_satellites(hass, SATELLITES, ["kitchen"])).values()
     assert satellite.device_entry is not None
     kitchen = ar.async_get(hass).async_get_area_by_name("Kitchen")
     assert kitchen is not None
