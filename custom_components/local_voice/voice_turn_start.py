@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from homeassistant.components.assist_pipeline import (
-    OPTION_PREFERRED,
     async_get_pipelines,
 )
 from homeassistant.components.assist_pipeline.pipeline import async_get_pipeline
+from homeassistant.components.assist_pipeline.select import get_chosen_pipeline
 from homeassistant.components.assist_satellite.entity import AssistSatelliteState
 from homeassistant.const import EVENT_STATE_CHANGED
 from homeassistant.core import (
@@ -44,18 +44,18 @@ def async_hearing(hass: HomeAssistant, stt_entity_id: str) -> None:
 
 
 def _pipeline_agent(hass: HomeAssistant, device_id: str | None) -> str | None:
-    """Return the conversation engine of the pipeline a satellite's device chose."""
-    name = OPTION_PREFERRED
+    """Return the conversation engine of the pipeline a satellite's device chose.
+
+    Resolved as the satellite resolves it: its device's pipeline select, read by
+    Assist's own `get_chosen_pipeline`; none chosen is the preferred pipeline.
+    """
+    chosen: str | None = None
     registry = er.async_get(hass)
     for entry in er.async_entries_for_device(registry, device_id or ""):
-        chosen = entry.domain == "select" and entry.unique_id.endswith("-pipeline")
-        if chosen and (state := hass.states.get(entry.entity_id)) is not None:
-            name = state.state
-    pipeline = next(
-        (p for p in async_get_pipelines(hass) if p.name == name),
-        None,
-    ) or async_get_pipeline(hass)
-    return pipeline.conversation_engine
+        if entry.domain == "select" and entry.unique_id.endswith("-pipeline"):
+            prefix = entry.unique_id.removesuffix("-pipeline")
+            chosen = get_chosen_pipeline(hass, entry.platform, prefix)
+    return async_get_pipeline(hass, chosen).conversation_engine
 
 
 @callback
