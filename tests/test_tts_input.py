@@ -76,6 +76,8 @@ LLM_ANSWERS = [
     "Dr. Smith said 3.5 degrees, e.g. warm. Mr. J. R. R. Tolkien wrote it! "
     "Really? Yes…",
     '"Quoted," she said. <i>Italic</i> and __under__ and ~~strike~~ text; done.',
+    "**キッチン**の電気をつけました\u3002リビングは\u300121度です\uff01\n"
+    "- 寝室: オフ\n- Garage light\u3082オン",
 ]
 
 
@@ -107,6 +109,26 @@ def test_filter_releases_text_before_the_stream_ends() -> None:
     assert speech_filter.feed("[off](https://exa") == ""
     assert speech_filter.feed("mple.com) for now") == " off for"
     assert speech_filter.finish() == " now.\n"
+
+
+def test_filter_releases_japanese_at_its_punctuation() -> None:
+    """Text without spaces comes out at each CJK mark, not at the end of the answer.
+
+    A Japanese line ends with the ideographic full stop; English words in it stay.
+    """
+    speech_filter = SpeechFilter()
+    out = [
+        speech_filter.feed(part)
+        for part in (
+            "キッチンの",
+            "電気を",
+            "つけました\u3002リビン",
+            "グは\u3001暖かい",
+        )
+    ]
+    assert out == ["", "", "キッチンの電気をつけました\u3002", "リビングは\u3001"]
+    assert speech_filter.feed("です\nGarage light\u3082") == "暖かいです\u3002\nGarage"
+    assert speech_filter.finish() == " light\u3082\u3002\n"
 
 
 def test_filter_drops_code_blocks_across_deltas() -> None:
@@ -185,6 +207,35 @@ def test_sentence_splitter_takes_deltas_that_end_inside_words() -> None:
     ]
     assert splitter.finish() == ["Anything"]
     assert splitter.finish() == []
+
+
+@pytest.mark.parametrize(
+    ("text", "pieces"),
+    [
+        (
+            "The kitchen light is on now, and the hall light is off, as asked.",
+            ["The kitchen light is on now,", "and the hall light is off, as asked."],
+        ),
+        # Too short to say alone: the first piece is the sentence.
+        (
+            "Sure, the light is on. Then, more.",
+            ["Sure, the light is on.", "Then, more."],
+        ),
+        ("1,000 lights are on now.", ["1,000 lights are on now."]),
+        (
+            "キッチンの電気を\u3001つけました\u3002はい\u3001どうぞ\u3002",
+            ["キッチンの電気を\u3001", "つけました\u3002", "はい\u3001どうぞ\u3002"],
+        ),
+        ("はい\u3001つけました\u3002", ["はい\u3001つけました\u3002"]),
+    ],
+)
+def test_sentence_splitter_cuts_the_first_clause(text: str, pieces: list[str]) -> None:
+    """The first piece ends at the first clause long enough to say, and only it."""
+    whole = SentenceSplitter()
+    assert whole.feed(text) + whole.finish() == pieces
+    streamed = SentenceSplitter()
+    out = [piece for char in text for piece in streamed.feed(char, at_word_end=False)]
+    assert out + streamed.finish() == pieces
 
 
 def test_sentence_splitter_cuts_at_a_cjk_stop_at_once() -> None:

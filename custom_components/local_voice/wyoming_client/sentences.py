@@ -27,6 +27,12 @@ _SENTENCE_END_RE = re.compile(
     "|[.!?\u2026]+[\"'\u201d\u2019)\\]]*"
 )
 _SOFT_BREAK_RE = re.compile(r"[,;:](?=\s)")
+# Where the first sentence may be cut, so the voice starts at its first clause: a
+# comma, semicolon or colon before white space, or a CJK comma (nothing follows it),
+# with at least this much before it (not "Sure," nor "\u306f\u3044\u3001").
+_CLAUSE_RE = re.compile(r"[,;:](?=\s)|(?P<cjk>[\u3001\uff0c])")
+_MIN_CLAUSE_CHARS = 24
+_MIN_CJK_CLAUSE_CHARS = 6
 
 
 class SentenceSplitter:
@@ -35,6 +41,8 @@ class SentenceSplitter:
     A sentence ends at ., !, ? or … followed by whitespace (or by the end of the
     text fed, when that is a word end), at a CJK full stop, or at a line end.
     Abbreviations, initials and list numbers ("1.") do not end a sentence.
+    The first piece ends at the first clause when that is long enough to say: the
+    answer's first sound waits for a clause, not for a whole sentence.
     A sentence longer than max_chars is cut at a comma, or at a space.
     Pieces with nothing to say ("...", "-") are dropped.
     """
@@ -43,6 +51,7 @@ class SentenceSplitter:
         """Start empty."""
         self._buffer = ""
         self._max_chars = max_chars
+        self._first = True
 
     def feed(self, text: str, at_word_end: bool = True) -> list[str]:
         """Add text; return the sentences that are complete.
@@ -70,21 +79,18 @@ class SentenceSplitter:
             sentence, self._buffer = self._buffer[:cut], self._buffer[cut:].lstrip()
             if _speakable(sentence):
                 sentences.append(sentence.strip())
+                self._first = False
         return sentences
 
     def _find_cut(self, at_word_end: bool) -> int | None:
         text = self._buffer
         newline = text.find("\n")
         limit = newline if newline >= 0 else len(text)
-        for match in _SENTENCE_END_RE.finditer(text, 0, limit):
-            end = match.end()
-            if match["cjk"]:
-                return end
-            followed = text[end : end + 1]
-            if not (followed.isspace() or (at_word_end and end == len(text))):
-                continue
-            if not self._is_abbreviation(text[: match.start()]):
-                return end
+        end = self._sentence_end(text, limit, at_word_end)
+        if self._first and (clause := _first_clause(text[:limit])):
+            end = min(end or clause, clause)
+        if end is not None:
+            return end
         if newline >= 0:
             return newline + 1
         if len(text) <= self._max_chars:
@@ -95,6 +101,19 @@ class SentenceSplitter:
             return soft[-1]
         space = head.rfind(" ")
         return space + 1 if space > 0 else self._max_chars
+
+    def _sentence_end(self, text: str, limit: int, at_word_end: bool) -> int | None:
+        """Return where the first sentence of `text[:limit]` ends, if it does."""
+        for match in _SENTENCE_END_RE.finditer(text, 0, limit):
+            end = match.end()
+            if match["cjk"]:
+                return end
+            followed = text[end : end + 1]
+            if not (followed.isspace() or (at_word_end and end == len(text))):
+                continue
+            if not self._is_abbreviation(text[: match.start()]):
+                return end
+        return None
 
     @staticmethod
     def _is_abbreviation(before: str) -> bool:
@@ -109,6 +128,15 @@ class SentenceSplitter:
             return True  # an initial: "J. R. R. Tolkien"
         # A list number at the start of a line: "1. Turn on the light".
         return word.isdigit() and line.strip() == word
+
+
+def _first_clause(text: str) -> int | None:
+    """Return where the first clause of `text` ends, if it is long enough to say."""
+    for match in _CLAUSE_RE.finditer(text):
+        least = _MIN_CJK_CLAUSE_CHARS if match["cjk"] else _MIN_CLAUSE_CHARS
+        if len(text[: match.start()].strip()) >= least:
+            return match.end()
+    return None
 
 
 def _speakable(text: str) -> bool:

@@ -10,6 +10,7 @@ in one piece or in any number of deltas gives the same result.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 # Pictographs that a TTS voice would read as their Unicode names, or skip
 # inconsistently: emoji, dingbats, arrows, and the invisible joiners,
@@ -52,10 +53,13 @@ _REPEATED_COMMA_RE = re.compile(r",(?:\s*,)+")
 _SPACE_BEFORE_PUNCTUATION_RE = re.compile(r"\s+([,.;:!?…])")
 _FENCE_RE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 
+# CJK punctuation: the ideographic comma and full stop, and the full-width comma,
+# exclamation and question marks. CJK text has no spaces: a piece may end after these.
+_CJK_PUNCTUATION = "\u3001\u3002\uff0c\uff01\uff1f"
 # Punctuation after which a line needs no full stop to sound finished.
-_CLOSING_PUNCTUATION = ".!?…:;,"
+_CLOSING_PUNCTUATION = ".!?…:;," + _CJK_PUNCTUATION
 # Punctuation that must not start a phrase (it belongs to the previous word).
-_LEADING_PUNCTUATION = ",.;:!?…)"
+_LEADING_PUNCTUATION = ",.;:!?…)" + _CJK_PUNCTUATION
 # Quotes and brackets that may follow a sentence's last punctuation.
 _CLOSERS = "\"'\u201d\u2019)]\u00bb"
 # A line with a construct still open is released anyway past this length.
@@ -92,8 +96,8 @@ def _inline_code(match: re.Match[str]) -> str:
 def _safe_cut(text: str) -> int:
     """Return how much of a partial line can be cleaned now (0: nothing).
 
-    The cut is just after a whitespace character outside any inline code span,
-    link or HTML tag, so every construct is cleaned whole.
+    The cut is just after a whitespace character or a CJK punctuation mark, outside
+    any inline code span, link or HTML tag, so every construct is cleaned whole.
     """
     cut = 0
     in_code = False
@@ -116,7 +120,7 @@ def _safe_cut(text: str) -> int:
             in_target = brackets == 0 and text[index + 1 : index + 2] == "("
         elif char == "<" and re.match(r"[A-Za-z/!]", text[index + 1 : index + 2]):
             in_tag = True
-        elif char.isspace() and not brackets:
+        elif (char.isspace() or char in _CJK_PUNCTUATION) and not brackets:
             cut = index + 1
     return cut
 
@@ -226,8 +230,10 @@ class SpeechFilter:
     def _end_line(self) -> str:
         """Finish the current line: a full stop where it needs one, a newline."""
         ending = ""
-        if self._line_last:
-            ending = "\n" if self._line_last in _CLOSING_PUNCTUATION else ".\n"
+        if last := self._line_last:
+            # A CJK line gets the ideographic full stop its voice reads as a pause.
+            stop = "\u3002" if unicodedata.east_asian_width(last) in "WF" else "."
+            ending = "\n" if last in _CLOSING_PUNCTUATION else stop + "\n"
         self._line_start = True
         self._line_last = ""
         self._pending_space = False
