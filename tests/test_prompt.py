@@ -38,12 +38,12 @@ NO_TIMERS = "This device is not able to start timers."
 
 
 def _llm_context(
-    device_id: str | None, context: Context | None = None
+    device_id: str | None, context: Context | None = None, language: str = "en"
 ) -> llm.LLMContext:
     return llm.LLMContext(
         platform=DOMAIN,
         context=context or Context(),
-        language="en",
+        language=language,
         assistant=conversation.DOMAIN,
         device_id=device_id,
     )
@@ -57,9 +57,10 @@ async def _parts(
     prompt: str | None = None,
     extra: str | None = None,
     context: Context | None = None,
+    language: str = "en",
 ) -> tuple[PromptParts, str]:
     """Build our parts and Home Assistant's own system prompt for one new chat."""
-    llm_context = _llm_context(device_id, context)
+    llm_context = _llm_context(device_id, context, language)
     with (
         chat_session.async_get_chat_session(hass) as session,
         conversation.async_get_chat_log(hass, session) as chat_log,
@@ -177,6 +178,24 @@ async def test_satellites_share_system_and_tools(hass: HomeAssistant) -> None:
         assert "When controlling Home Assistant always call the intent tools" in (
             parts.system
         )
+
+
+async def test_the_language_is_asked_for_after_the_prefix(hass: HomeAssistant) -> None:
+    """A Japanese or German chat asks for its language in the context block only.
+
+    One agent's prefix is the same in every language, so pipelines in different
+    languages share its cached prefix; English (the instructions' own) adds nothing.
+    """
+    home: Home = await async_setup_home(hass)
+    device = home.satellites["kitchen"]
+    english, _ = await _parts(hass, device)
+    for language in ("ja", "de-CH", "en-GB", "*"):
+        parts, _ = await _parts(hass, device, language=language)
+        assert (parts.key, parts.system) == (english.key, english.system)
+        line = f"Answer in the user's language (language code {language})."
+        assert (line in parts.context) == (language in ("ja", "de-CH")), language
+        others = [other for other in parts.context.split("\n") if other != line]
+        assert others == english.context.split("\n")
 
 
 async def test_time_user_and_extra_prompt_are_volatile(

@@ -108,22 +108,23 @@ class LocalVoiceConversationEntity(
         self.slots.warm(self.subentry.subentry_id)
 
     @callback
-    def _voice_turn_starts(self, device_id: str | None) -> None:
+    def _voice_turn_starts(self, device_id: str | None, language: str) -> None:
         """Read the coming turn's context into its slot while the user speaks."""
         if self._turn_warm is None or self._turn_warm.done():
             self._turn_warm = (
                 self.coordinator.config_entry.async_create_background_task(
                     self.hass,
-                    self._async_warm_turn(device_id),
+                    self._async_warm_turn(device_id, language),
                     f"{DOMAIN} turn warm-up",
                 )
             )
 
-    async def _async_warm_turn(self, device_id: str | None) -> None:
+    async def _async_warm_turn(self, device_id: str | None, language: str) -> None:
         """Send a new chat's prompt from this device, up to where its words go.
 
         The same bytes as the chat that follows (the context block says where it
-        is said and the time to the minute), so only the words are left to read.
+        is said, the language it is answered in and the time to the minute), so only
+        the words are left to read.
         Within Home Assistant's conversation timeout a satellite goes on with its
         last conversation: that chat is sent before the new words' place.
         """
@@ -131,7 +132,7 @@ class LocalVoiceConversationEntity(
         llm_context = llm.LLMContext(
             platform=DOMAIN,
             context=None,
-            language=self.hass.config.language,
+            language=language,
             assistant=conversation.DOMAIN,
             device_id=device_id,
         )

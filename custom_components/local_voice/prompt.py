@@ -52,6 +52,10 @@ from .const import DOMAIN
 # the context a voice turn's warm-up reads while the user speaks is still the
 # chat's when the words come (conversation.py).
 _DATE_TIME = "Today's date is %Y-%m-%d. Current time is %H:%M."
+# Home Assistant's instructions are English; a user who speaks another language
+# hears that language. The line goes in the context block, so one agent's prefix
+# is the same whatever language its pipelines speak.
+_LANGUAGE = "Answer in the user's language (language code {language})."
 # Template variables Home Assistant fills per request (see ChatLog's prompt rendering).
 _REQUEST_VARIABLES = frozenset({"user_name", "llm_context"})
 # Parses templates only (never renders), with the extensions Home Assistant enables.
@@ -254,6 +258,14 @@ def _union_tools(instances: Iterable[llm.APIInstance]) -> list[dict[str, Any]]:
     return [tools[name] for name in sorted(tools)]
 
 
+def language_line(language: str | None) -> str:
+    """Return the line asking for answers in `language`; none for English."""
+    primary = (language or "").replace("_", "-").split("-")[0].lower()
+    if not primary.isalpha() or primary == "en":
+        return ""
+    return _LANGUAGE.format(language=language)
+
+
 async def async_build_prompt_parts(
     hass: HomeAssistant,
     api_instance: llm.APIInstance | None,
@@ -288,6 +300,8 @@ async def async_build_prompt_parts(
         context.extend(volatile_api)
         tools = _union_tools([*instances, api_instance])
 
+    if line := language_line(llm_context.language):
+        context.append(line)
     own_tools = api_instance.tools if api_instance else []
     if not any(tool.name.endswith("GetDateTime") for tool in own_tools):
         context.append(dt_util.now().strftime(_DATE_TIME))

@@ -4,16 +4,15 @@ Two signs, both public: an Assist satellite's entity starts listening (its state
 or local_voice's speech-to-text starts hearing a stream with no satellite listening
 (the app, a browser). The agent that answers is the conversation engine of the
 pipeline the satellite has chosen (else the preferred one); for a stream heard by
-local_voice's STT, of the pipelines that use that STT entity.
+local_voice's STT, of the pipelines that use that STT entity. The pipeline's
+conversation language is the language the turn will be answered in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from homeassistant.components.assist_pipeline import (
-    async_get_pipelines,
-)
+from homeassistant.components.assist_pipeline import Pipeline, async_get_pipelines
 from homeassistant.components.assist_pipeline.pipeline import async_get_pipeline
 from homeassistant.components.assist_pipeline.select import get_chosen_pipeline
 from homeassistant.components.assist_satellite.entity import AssistSatelliteState
@@ -43,8 +42,8 @@ def async_hearing(hass: HomeAssistant, stt_entity_id: str) -> None:
     async_dispatcher_send(hass, SIGNAL_HEARING, stt_entity_id)
 
 
-def _pipeline_agent(hass: HomeAssistant, device_id: str | None) -> str | None:
-    """Return the conversation engine of the pipeline a satellite's device chose.
+def _chosen_pipeline(hass: HomeAssistant, device_id: str | None) -> Pipeline:
+    """Return the pipeline a satellite's device chose.
 
     Resolved as the satellite resolves it: its device's pipeline select, read by
     Assist's own `get_chosen_pipeline`; none chosen is the preferred pipeline.
@@ -55,16 +54,16 @@ def _pipeline_agent(hass: HomeAssistant, device_id: str | None) -> str | None:
         if entry.domain == "select" and entry.unique_id.endswith("-pipeline"):
             prefix = entry.unique_id.removesuffix("-pipeline")
             chosen = get_chosen_pipeline(hass, entry.platform, prefix)
-    return async_get_pipeline(hass, chosen).conversation_engine
+    return async_get_pipeline(hass, chosen)
 
 
 @callback
 def async_track_voice_turns(
     hass: HomeAssistant,
     agent_id: Callable[[], str],
-    action: Callable[[str | None], None],
+    action: Callable[[str | None, str], None],
 ) -> CALLBACK_TYPE:
-    """Call `action(device_id)` when a voice turn the agent answers starts."""
+    """Call `action(device_id, language)` when a voice turn the agent answers starts."""
 
     @callback
     def is_satellite(data: EventStateChangedData) -> bool:
@@ -79,8 +78,9 @@ def async_track_voice_turns(
             return
         entry = er.async_get(hass).async_get(event.data["entity_id"])
         device_id = entry.device_id if entry else None
-        if _pipeline_agent(hass, device_id) == agent_id():
-            action(device_id)
+        pipeline = _chosen_pipeline(hass, device_id)
+        if pipeline.conversation_engine == agent_id():
+            action(device_id, pipeline.conversation_language)
 
     @callback
     def hearing(stt_entity_id: str) -> None:
@@ -92,11 +92,13 @@ def async_track_voice_turns(
             for state in hass.states.async_all(_SATELLITE.rstrip("."))
         ):
             return  # the satellite said so first, with its device
-        if any(
-            p.stt_engine == stt_entity_id and p.conversation_engine == agent_id()
-            for p in async_get_pipelines(hass)
-        ):
-            action(None)
+        for pipeline in async_get_pipelines(hass):
+            if (pipeline.stt_engine, pipeline.conversation_engine) == (
+                stt_entity_id,
+                agent_id(),
+            ):
+                action(None, pipeline.conversation_language)
+                return
 
     undo_state = hass.bus.async_listen(
         EVENT_STATE_CHANGED, satellite_changed, event_filter=is_satellite
