@@ -74,6 +74,35 @@ def test_translations_match_strings() -> None:
     assert _load(COMPONENT / "translations" / "en.json") == strings
 
 
+def _messages(tree: dict[str, Any], path: str = "") -> dict[str, str]:
+    """Flatten a translation tree to {dotted key: text}."""
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat |= _messages(value, f"{path}{key}.")
+        else:
+            flat[f"{path}{key}"] = value
+    return flat
+
+
+def test_other_languages_translate_what_the_agent_says() -> None:
+    """Each other language's file says every spoken message, with its placeholders.
+
+    What the agent says itself (`exceptions`) is spoken in the pipeline's language;
+    anything a language leaves out falls back to English.
+    """
+    english = _messages(_load(COMPONENT / "strings.json"))
+    files = sorted((COMPONENT / "translations").glob("*.json"))
+    assert [path.stem for path in files] == ["en", "ja"]
+    for path in files[1:]:
+        other = _messages(_load(path))
+        assert set(other) <= set(english), path.name
+        assert {key for key in english if key.startswith("exceptions.")} <= set(other)
+        for key, text in other.items():
+            holes = re.findall(r"{\w+}", english[key])
+            assert sorted(re.findall(r"{\w+}", text)) == sorted(holes), key
+
+
 def test_every_sensor_has_a_name() -> None:
     """Each sensor's name is translated, and nothing else is in `entity.sensor`."""
     names = _load(COMPONENT / "strings.json")["entity"]["sensor"]
