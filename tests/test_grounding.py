@@ -23,6 +23,7 @@ from custom_components.local_voice.grounding import (
     NotFound,
     exposed_entities,
     match,
+    said_words,
 )
 from custom_components.local_voice.utterance import Utterance, words
 from homeassistant.components import conversation
@@ -276,3 +277,27 @@ async def test_words_are_matched_to_the_home(hass: HomeAssistant) -> None:
     assert Utterance("Put eggs on my shopping list").direction is None
     assert not Utterance("Turn on the lamp").wants_several
     assert Utterance("Turn on the desk lamp in the office").place_words == {"office"}
+
+
+def test_japanese_words_are_read_as_the_homes_words() -> None:
+    """Text without spaces names the home's devices inside it, kana either way.
+
+    Whisper wrote "きちん" (hiragana, one kana short) for the area "キッチン".
+    """
+    home = [
+        Exposed("light.k", "ライト", ("ライト",), "キッチン", ("キッチン",), "light"),
+        Exposed("fan.l", "扇風機", ("扇風機",), "リビング", ("リビング",), "fan"),
+        Exposed("light.h", "Hall light", ("Hall light",), None, (), "light"),
+    ]
+    for said in ("キッチンのライトをオンにして", "きちんのらいとをオンにして"):
+        heard = said_words(Utterance(said), home)
+        assert heard == ["キッチン", "ライト"], said
+        assert match(heard, home, None).target == {"name": "ライト"}
+    assert said_words(Utterance("リビングの扇風機を消して"), home) == [
+        "リビング",
+        "扇風機",
+    ]
+    assert said_words(Utterance("Hall lightを消して"), home)[:2] == ["hall", "light"]
+    assert match(said_words(Utterance("テレビをつけて"), home), home, None) == NotFound(
+        ""
+    )

@@ -7,9 +7,9 @@ Instead of one repair per guess, the words (of the user's message, then of the
 call's target arguments) are matched against what is exposed to Assist: each
 entity's names and aliases, its area and floor, its domain. Every word must be
 explained by one entity and at least one by its name; a misspelt or plural word
-still matches (difflib's ratio). One clear fit gives the call's new target;
-several equal fits are a question back to the user; none is said plainly. Only
-exposed entities are ever candidates, so nothing unexposed is acted on.
+still matches (difflib's ratio), and text without spaces is read as the home's
+words in it. One clear fit gives the call's new target; several equal fits are a
+question back; none is said plainly. Only exposed entities are ever candidates.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from homeassistant.helpers import (
 )
 
 from .utterance import ACTION_VERBS, Utterance, words
-from .vocabulary import DEVICE_CLASSES, FILLERS, domain_of, similar, stem
+from .vocabulary import DEVICE_CLASSES, FILLERS, domain_of, segment, similar, stem
 
 # Arguments of Assist's intents that pick the target, not what to do with it.
 TARGET_ARGUMENTS = frozenset(("name", "area", "floor", "domain", "device_class"))
@@ -295,10 +295,8 @@ def match_for(
 
 def known(word: str, everything: list[Exposed]) -> bool:
     """Return True when some exposed entity's name, place or kind has the word."""
-    return domain_of(word) is not None or any(
-        any(similar(word, other) for other in e.name_words | e.place_words)
-        for e in everything
-    )
+    vocabulary = _vocabulary(everything)
+    return domain_of(word) is not None or any(similar(word, w) for w in vocabulary)
 
 
 def _call_words(args: Mapping[str, Any], everything: list[Exposed]) -> list[str]:
@@ -308,7 +306,7 @@ def _call_words(args: Mapping[str, Any], everything: list[Exposed]) -> list[str]
         value = args.get(key)
         if not isinstance(value, str):
             continue
-        said = words(value)
+        said = segment(words(value), _vocabulary(everything))
         if key != "name" and not any(
             any(similar(w, n) for n in e.name_words) for w in said for e in everything
         ):
@@ -320,7 +318,13 @@ def _call_words(args: Mapping[str, Any], everything: list[Exposed]) -> list[str]
 def said_words(utterance: Utterance, everything: list[Exposed]) -> list[str]:
     """Return the user's words, less a place they named that the home lacks."""
     guessed = {w for w in utterance.place_words if not known(w, everything)}
-    return [word for word in utterance.words if word not in guessed]
+    said = segment(utterance.words, _vocabulary(everything))
+    return [word for word in said if word not in guessed]
+
+
+def _vocabulary(everything: list[Exposed]) -> set[str]:
+    """Every word of the exposed entities' names and places."""
+    return {word for e in everything for word in e.name_words | e.place_words}
 
 
 def same_place(args: Mapping[str, Any], target: Mapping[str, Any]) -> bool:

@@ -15,7 +15,12 @@ from dataclasses import dataclass
 import itertools
 import re
 
-_WORD = re.compile(r"[\w']+")
+from .vocabulary import as_katakana
+
+# A word: a run of CJK letters (kana, kanji, hangul), or of other letters and
+# digits; "Hall lightを消して" is "hall", "light", "ヲ消シテ".
+_CJK = "\u1100-\u11ff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_WORD = re.compile(rf"[{_CJK}]+|(?:(?![{_CJK}])[\w'])+")
 # "5 minutes", "30 second", "2-hour": the number and its unit, as timers take them.
 _DURATION = re.compile(r"(\d+)[\s-]*(hour|minute|second)s?\b")
 _QUESTION_STARTS = frozenset(
@@ -101,8 +106,11 @@ _NOUN_STARTS = frozenset({"the", "my", "our", "a", "an", "this", "that", "your"}
 
 
 def words(text: str) -> list[str]:
-    """Return the text's words, lower case; "%" is "percent" (whisper writes "30%")."""
-    return _WORD.findall(text.casefold().replace("%", " percent"))
+    """Return the text's words, lower case; "%" is "percent" (whisper writes "30%").
+
+    Hiragana is written in katakana: speech-to-text writes a name in either.
+    """
+    return _WORD.findall(as_katakana(text.casefold().replace("%", " percent")))
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,16 @@
 
 The kinds and fillers are English; in other languages only the entities' own
 names, areas and floors are matched (with the same tolerance for endings and
-typos).
+typos). Japanese and Chinese are written without spaces: what is said is read as
+the home's own words found in it (segment), and hiragana as katakana, since
+speech-to-text writes a name in either ("きちん" for "キッチン").
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 import difflib
+import unicodedata
 
 # Words that name a kind of device (English), and the domain they mean.
 DOMAIN_WORDS = {
@@ -62,6 +66,58 @@ _SAME_AS = {
     "put": "add",
 }
 MIN_SIMILARITY = 0.8
+_HIRAGANA_AS_KATAKANA = str.maketrans(
+    {chr(code): chr(code + 0x60) for code in range(0x3041, 0x3097)}
+)
+
+
+def as_katakana(text: str) -> str:
+    """Return the text with its hiragana written in katakana."""
+    return text.translate(_HIRAGANA_AS_KATAKANA)
+
+
+def _wide(word: str) -> bool:
+    """Return True for a word in a script written without spaces (CJK)."""
+    return any(unicodedata.east_asian_width(char) in "WF" for char in word)
+
+
+def segment(found: Iterable[str], vocabulary: Iterable[str]) -> list[str]:
+    """Return the words, each run of CJK text read as the home's words inside it.
+
+    The run is scanned from its start: where one of the home's CJK words begins,
+    exactly or with one character more or less at MIN_SIMILARITY ("キチン" for
+    "キッチン"), it is taken whole (the best, then the longest); other characters
+    (particles, verbs, endings) are passed over.
+    """
+    home = sorted({word for word in vocabulary if _wide(word)}, key=len, reverse=True)
+    out: list[str] = []
+    for word in found:
+        if not _wide(word) or word in home:
+            out.append(word)
+            continue
+        start = 0
+        while start < len(word):
+            fits = [(r, len(w), w, end) for w in home for r, end in _at(word, start, w)]
+            if not fits:
+                start += 1
+                continue
+            _, _, best, start = max(fits)
+            out.append(best)
+    return out
+
+
+def _at(text: str, start: int, word: str) -> Iterator[tuple[float, int]]:
+    """Yield (similarity, end) for `word` read at `start` of `text`."""
+    if text.startswith(word, start):
+        yield 1.0, start + len(word)
+        return
+    if len(word) < 3:
+        return
+    for size in (len(word) - 1, len(word) + 1):
+        piece = text[start : start + size]
+        ratio = difflib.SequenceMatcher(None, piece, word).ratio()
+        if len(piece) == size and ratio >= MIN_SIMILARITY:
+            yield ratio, start + size
 
 
 def stem(word: str) -> str:
