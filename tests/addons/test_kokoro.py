@@ -554,12 +554,13 @@ def real_phonemes(texts: list[tuple[str, str]]) -> list[str]:
 
 def test_each_language_gets_its_own_phonemes() -> None:
     """Japanese kanji and kana are read as Japanese; Spanish and French by eSpeak NG."""
-    japanese, english, spanish, french = real_phonemes(
+    japanese, english, spanish, french, mixed = real_phonemes(
         [
             ("キッチンの電気をつけました。", "ja"),
             ("The kitchen light is on.", "en-US"),
             ("La luz de la cocina está encendida.", "es"),
             ("La lumière de la cuisine est allumée.", "fr"),
+            ("Garage lightもオンです。", "ja"),
         ]
     )
     # misaki's Japanese phonemes, kanji read (電気: deŋki), not spelled out.
@@ -568,6 +569,9 @@ def test_each_language_gets_its_own_phonemes() -> None:
     assert "koθˈina" in spanish, spanish  # noqa: RUF001
     assert "kyizˈin" in french, french  # noqa: RUF001
     assert len({japanese, english, spanish, french}) == 4
+    # An English name in a Japanese sentence is read as English, not spelled out
+    # letter by letter, as misaki's Japanese G2P alone does.
+    assert mixed == "ɡɚɹˈɑːʒ lˈaɪt mo oɴ desɨ."  # noqa: RUF001
 
 
 async def test_real_server_lists_its_voices_in_their_language(

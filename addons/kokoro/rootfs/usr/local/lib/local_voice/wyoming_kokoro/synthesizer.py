@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+import re
 import tempfile
 from typing import TYPE_CHECKING, Protocol, cast
 import unicodedata
@@ -54,6 +55,9 @@ LANGUAGES = {
     "z": Language("zh", "cmn", latin=False),
 }
 ENGLISH = LANGUAGES["a"]
+# Latin words, with the spaces, apostrophes and hyphens between them ("Wi-Fi", "Garage
+# light"), as they stand in a sentence of another script.
+_LATIN_WORDS = re.compile(r"[A-Za-z]+(?:[ '\-]+[A-Za-z]+)*")
 
 
 def voice_language(voice: str) -> Language:
@@ -157,9 +161,24 @@ class KokoroOnnx:
         return list(self._names)
 
     def phonemes(self, text: str, language: Language) -> str:
-        """Return the phonemes Kokoro reads `text` with, in `language`."""
-        if language.code == "ja":
-            return self._japanese(text)
+        """Return the phonemes Kokoro reads `text` with, in `language`.
+
+        Japanese G2P spells Latin words out letter by letter ("Garage": ジーエー…); in
+        Japanese text, each run of Latin words is read as English instead.
+        """
+        if language.code != "ja":
+            return self._espeak(text, language)
+        pieces: list[str] = []
+        start = 0
+        for latin in _LATIN_WORDS.finditer(text):
+            before = self._japanese(text[start : latin.start()])
+            pieces += [before, self._espeak(latin[0])]
+            start = latin.end()
+        pieces.append(self._japanese(text[start:]))
+        return " ".join(piece.strip() for piece in pieces if piece.strip())
+
+    def _espeak(self, text: str, language: Language = ENGLISH) -> str:
+        """Return eSpeak NG's phonemes for `text` (kokoro-onnx's own phonemizer)."""
         return str(self._kokoro.tokenizer.phonemize(text, language.espeak))
 
     def synthesize(
