@@ -30,6 +30,11 @@ per-satellite prompts are found again once each satellite has spoken. `--cache-r
 runs the server with slot caches only (as older builds, or a host short of RAM).
 
     .venv/bin/python benchmarks/prompt_cache.py [--chats 10] [--seed 3] [--cache-ram N]
+        [--language ja]
+
+With `--language ja` the same chats are said in Japanese (the pipeline's language
+`ja`): local_voice's prefix is the same as in English, only the context block asks
+for Japanese answers.
 
 The last line is `prompt_cache_ratio=<core tokens evaluated / local_voice tokens
 evaluated>` over all the new chats (warm-ups not counted: the line before counts them).
@@ -194,6 +199,24 @@ TEXTS = [
     "What's on the TV?",
     "Is the bathroom window open?",
 ]
+# The same requests as a Japanese household says them (--language ja): the home's
+# names stay as they are, as in a home set up in English.
+JAPANESE_TEXTS = [
+    "電気を消して",
+    "外の気温は?",
+    "Front doorは閉まってる?",
+    "10分のタイマーをセットして",
+    "ブラインドを閉めて",
+    "買い物リストに牛乳を追加して",
+    "ここは何度?",
+    "音楽を一時停止して",
+    "Coffee machineをつけて",
+    "Garage doorは開いてる?",
+    "ロボット掃除機をスタートして",
+    "電気を30パーセントにして",
+    "テレビで何が流れてる?",
+    "Bathroom windowは開いてる?",
+]
 
 
 @dataclass
@@ -204,6 +227,7 @@ class Chat:
     source: str
     text: str
     timings: dict[str, dict[str, int]] = field(default_factory=dict)
+    language: str = "en"
 
 
 @dataclass
@@ -324,7 +348,7 @@ async def send_chat(
             chat.text,
             None,
             Context(),
-            language="en",
+            language=chat.language,
             agent_id=agent_id,
             device_id=satellites.get(chat.source),
         )
@@ -395,12 +419,14 @@ async def run(order: str, server_url: str, plan: list[Chat]) -> list[WarmUp]:
     return warm_ups
 
 
-def make_plan(chats: int, seed: int) -> list[Chat]:
+def make_plan(chats: int, seed: int, language: str = "en") -> list[Chat]:
     """First: each source once; later: `chats` new chats from sources drawn by seed."""
     rng = random.Random(seed)
-    texts = iter(TEXTS * 4)
+    texts = iter((JAPANESE_TEXTS if language == "ja" else TEXTS) * 4)
     plan = [Chat("first", source, next(texts)) for source in SOURCES]
     plan += [Chat("later", rng.choice(SOURCES), next(texts)) for _ in range(chats)]
+    for chat in plan:
+        chat.language = language
     return plan
 
 
@@ -444,9 +470,13 @@ def server_argv(cache_ram: int | None) -> list[str]:
 
 
 def main() -> None:
-    args = arguments(__doc__, 10, "chats after the first (10)").parse_args()
+    parser = arguments(__doc__, 10, "chats after the first (10)")
+    parser.add_argument(
+        "--language", choices=("en", "ja"), default="en", help="the chats' language"
+    )
+    args = parser.parse_args()
     argv = server_argv(args.cache_ram)
-    plan = make_plan(args.chats, args.seed)
+    plan = make_plan(args.chats, args.seed, args.language)
     warm_ups: dict[str, list[WarmUp]] = {}
     with tempfile.TemporaryDirectory() as logs:
         for order in ("core", "local_voice"):
