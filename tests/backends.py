@@ -163,6 +163,27 @@ def llama_argv(model: Path, *extra: str, ctx: int = 8192, slots: int = 2) -> lis
     return argv
 
 
+def router_argv(preset: Path, models_max: int) -> list[str]:
+    """Return a llama-server router command line: Qwen and SmolLM2 in one preset.
+
+    Each model's section holds what `llama_argv` gives it on the command line (keys
+    are the long option names); a `broken` model points at a file that is no model.
+    """
+    threads = str(os.cpu_count() or 2)
+    preset.write_text(
+        f"[qwen]\nmodel = {QWEN}\nchat-template-file = {QWEN_TEMPLATE}\n"
+        f"ctx-size = 8192\nparallel = 2\nthreads = {threads}\njinja = true\n\n"
+        f"[smol]\nmodel = {SMOL}\nctx-size = 4096\nparallel = 2\n"
+        f"threads = {threads}\njinja = true\n\n"
+        f"[broken]\nmodel = {preset}\n"
+    )
+    return [
+        str(BACKENDS / "llama-server"), "--models-preset", str(preset),
+        "--models-max", str(models_max), "--host", "127.0.0.1", "--port", "{port}",
+        "--no-webui",
+    ]  # fmt: skip
+
+
 def asr_argv(model: str = "tiny.en") -> list[str]:
     """Return the Wyoming whisper.cpp ASR server command line.
 

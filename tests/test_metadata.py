@@ -15,7 +15,12 @@ from packaging.requirements import Requirement
 
 from custom_components.local_voice.config_flow import NO_SERVICE_ERROR
 from custom_components.local_voice.const import SERVICE_ASR, SERVICE_LLAMA, SERVICE_TTS
-from custom_components.local_voice.sensor import ASR_SENSORS, LLAMA_SENSORS, TTS_SENSORS
+from custom_components.local_voice.sensor import (
+    ASR_SENSORS,
+    LLAMA_SENSORS,
+    LOADED_MODELS,
+    TTS_SENSORS,
+)
 from homeassistant.const import __version__ as HA_VERSION
 
 COMPONENT = Path(__file__).resolve().parent.parent / "custom_components" / "local_voice"
@@ -106,7 +111,7 @@ def test_other_languages_translate_what_the_agent_says() -> None:
 def test_every_sensor_has_a_name() -> None:
     """Each sensor's name is translated, and nothing else is in `entity.sensor`."""
     names = _load(COMPONENT / "strings.json")["entity"]["sensor"]
-    descriptions = [*LLAMA_SENSORS, *ASR_SENSORS, *TTS_SENSORS]
+    descriptions = [*LLAMA_SENSORS, *ASR_SENSORS, *TTS_SENSORS, LOADED_MODELS]
     assert [d.translation_key for d in descriptions] == list(names)
     assert all(name["name"] for name in names.values())
 

@@ -46,8 +46,9 @@ from .const import (
     SUBENTRY_AI_TASK,
     SUBENTRY_CONVERSATION,
 )
-from .llama_server.client import LlamaServerClient, ServerProps
+from .llama_server.client import LlamaServerClient
 from .llama_server.errors import InvalidAuth, LlamaServerError, NotLlamaServer
+from .llama_server.props import ServerProps
 from .llama_server.url import has_user_info, strip_user_info
 from .subentry_flow import LlamaSubentryFlow
 from .wyoming_client.errors import WyomingError

@@ -28,6 +28,8 @@ CONF_MAX_TOKENS: Final = "max_tokens"
 CONF_REASONING_EFFORT: Final = "reasoning_effort"
 CONF_SEND_REASONING: Final = "send_reasoning"
 CONF_MAX_HISTORY: Final = "max_history"
+# On a llama-server router (several models): the model the subentry's requests name.
+CONF_MODEL: Final = "model"
 # A round whose device actions all worked ends a single request's turn with their
 # result, without a second model round (benchmarks/home_commands.py measures both).
 CONF_ACTION_ENDS_TURN: Final = "action_ends_turn"

@@ -128,7 +128,7 @@ class LocalVoiceConversationEntity(
         Within Home Assistant's conversation timeout a satellite goes on with its
         last conversation: that chat is sent before the new words' place.
         """
-        options = self.subentry.data
+        options = self.options
         llm_context = llm.LLMContext(
             platform=DOMAIN,
             context=None,
@@ -171,7 +171,7 @@ class LocalVoiceConversationEntity(
         chat_log: conversation.ChatLog,
     ) -> conversation.ConversationResult:
         """Answer one user turn."""
-        options = self.subentry.data
+        options = self.options
         llm_context = user_input.as_llm_context(DOMAIN)
         try:
             # Home Assistant's own assembly: sets the API, tools and extra prompt on

@@ -8,7 +8,7 @@ entities follow the server's availability.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -20,8 +20,9 @@ from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 
 from .const import DOMAIN, LOGGER, SPEECH_TIMINGS_KEPT, UPDATE_INTERVAL_SECONDS
-from .llama_server.client import LlamaServerClient, ServerProps
+from .llama_server.client import LlamaServerClient
 from .llama_server.errors import InvalidAuth, LlamaServerError
+from .llama_server.props import ServerProps
 from .llama_server.url import strip_user_info
 from .slots import SlotManager
 from .wyoming_client.errors import WyomingError
@@ -80,6 +81,16 @@ class LlamaServerCoordinator(DataUpdateCoordinator[ServerProps]):
         )
         self.client = client
         self.slots = slots
+        #: On a router: each model's slot manager (its slots are its child server's).
+        self.model_slots: dict[str, SlotManager] = {}
+
+    def slots_for(self, model: str | None) -> SlotManager:
+        """Return the slot manager of a router's model; the server's own otherwise."""
+        if model is None:
+            return self.slots
+        if model not in self.model_slots:
+            self.model_slots[model] = self.slots.sibling()
+        return self.model_slots[model]
 
     async def _async_update_data(self) -> ServerProps:
         """Fetch the server's properties; a refused key starts reauthentication."""
@@ -98,11 +109,46 @@ class LlamaServerCoordinator(DataUpdateCoordinator[ServerProps]):
                     "error": str(err),
                 },
             ) from err
+        if props.router:
+            return await self._async_follow_models(props)
         self.slots.follow(props.total_slots)
         restarted = self.data is not None and props.instance != self.data.instance
         if not self.last_update_success or restarted:
             self.slots.server_back()
         return props
+
+    async def _async_follow_models(self, props: ServerProps) -> ServerProps:
+        """Read each loaded model of a router; tell its slot manager what it has.
+
+        A model loaded since the last poll (or again) has empty slots: its agents
+        warm them. A model not loaded has none, so nothing is warmed onto it: a
+        warm-up would load it (and, past `--models-max`, unload another).
+        """
+        before = self.data.loaded if self.data is not None else {}
+        loaded: dict[str, ServerProps] = {}
+        for name, status in props.models:
+            slots = self.slots_for(name)
+            model = None
+            if status == "loaded":
+                model = await self.client.async_get_model_props(name)
+            if model is None:
+                if name in before:
+                    LOGGER.info("%s: model %s was unloaded", self.name, name)
+                slots.follow(0)
+                continue
+            loaded[name] = model
+            slots.follow(model.total_slots)
+            previous = before.get(name)
+            if previous is None or previous.instance != model.instance:
+                LOGGER.info(
+                    "%s: model %s is loaded: %d slots of %d tokens",
+                    self.name,
+                    name,
+                    model.total_slots,
+                    model.n_ctx,
+                )
+                slots.server_back()
+        return replace(props, loaded=loaded)
 
     async def async_recheck(self, err: Exception) -> None:
         """Re-poll after a failed request; a refused key starts reauthentication.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry, ConfigSubentry
@@ -13,14 +14,14 @@ from homeassistant.helpers.device_registry import (
 )
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
-from .const import DOMAIN
+from .const import CONF_MODEL, DOMAIN
 from .coordinator import (
     LlamaServerCoordinator,
     LlamaServerData,
     WyomingCoordinator,
     WyomingData,
 )
-from .llama_server.client import ServerProps
+from .llama_server.props import ServerProps
 
 
 def llama_server_device(entry: ConfigEntry[Any], props: ServerProps) -> DeviceInfo:
@@ -58,14 +59,16 @@ class LlamaServerEntity(CoordinatorEntity[LlamaServerCoordinator]):
         super().__init__(data.coordinator)
         entry = data.coordinator.config_entry
         self.client = data.client
-        self.slots = data.slots
+        #: On a router, the model this entity's requests name (its own slots).
+        self.model = data.coordinator.data.model_for(subentry.data.get(CONF_MODEL))
+        self.slots = data.coordinator.slots_for(self.model)
         self.subentry = subentry
         self._attr_unique_id = subentry.subentry_id
         self._attr_device_info = DeviceInfo(
             identifiers={(DOMAIN, subentry.subentry_id)},
             name=subentry.title,
             manufacturer="llama.cpp",
-            model=data.coordinator.data.model,
+            model=self.model or data.coordinator.data.model,
             sw_version=data.coordinator.data.build,
             entry_type=DeviceEntryType.SERVICE,
             via_device_id=async_get_device_id_by_identifier(
@@ -74,6 +77,13 @@ class LlamaServerEntity(CoordinatorEntity[LlamaServerCoordinator]):
                 config_entry_id=entry.entry_id,
             ),
         )
+
+    @property
+    def options(self) -> Mapping[str, Any]:
+        """Return the subentry's options, with the model its requests name."""
+        if self.model is None:
+            return self.subentry.data
+        return {**self.subentry.data, CONF_MODEL: self.model}
 
 
 class WyomingEntity(CoordinatorEntity[WyomingCoordinator]):

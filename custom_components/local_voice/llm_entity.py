@@ -102,7 +102,7 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
 
     def _prefix(self, parts: PromptParts) -> Prefix:
         """Return this entity's static prefix, as the slot manager keeps it."""
-        options = self.subentry.data
+        options = self.options
         return Prefix(
             agent=self.subentry.subentry_id,
             key=parts.key,
@@ -112,7 +112,7 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
 
     async def _async_static_prefix(self) -> Prefix | None:
         """Build the prefix every chat shares from the options (for warm-ups)."""
-        options = self.subentry.data
+        options = self.options
         try:
             parts = await async_static_prompt_parts(
                 self.hass, options.get(CONF_LLM_HASS_API), options.get(CONF_PROMPT)
@@ -204,7 +204,7 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
             return err
         slot = self.slots.slot_for(self.subentry.subentry_id, llm_context.device_id)
         base = request_options(
-            self.subentry.data,
+            self.options,
             parts,
             slot,
             llm_api=chat_log.llm_api,
@@ -240,7 +240,7 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
         attachments: list[dict[str, Any]],
     ) -> tuple[Callable[[], list[list[conversation.Content]]], Build]:
         """Return the turns to send, and the request with the oldest `drop` left out."""
-        options = self.subentry.data
+        options = self.options
         max_history = int(options.get(CONF_MAX_HISTORY) or 0)
         send_reasoning = bool(options.get(CONF_SEND_REASONING, False))
 

@@ -22,6 +22,7 @@ from .agent_text import AgentError
 from .const import (
     CONF_MAX_HISTORY,
     CONF_MAX_TOKENS,
+    CONF_MODEL,
     CONF_REASONING_EFFORT,
     CONF_SEND_REASONING,
     CONF_TEMPERATURE,
@@ -96,6 +97,8 @@ def request_options(
             str(options.get(CONF_REASONING_EFFORT, RECOMMENDED_REASONING_EFFORT))
         ),
     }
+    if model := options.get(CONF_MODEL):
+        payload["model"] = model  # a router's model; a one-model server ignores it
     if parts.tools:
         payload["tools"] = parts.tools
     if structure is not None and structure_name:

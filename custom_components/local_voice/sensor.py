@@ -31,7 +31,7 @@ from homeassistant.helpers.update_coordinator import (
 from .const import CONF_SERVICE, SERVICE_ASR
 from .coordinator import LlamaServerData, LocalVoiceConfigEntry, WyomingData
 from .entity import llama_server_device, wyoming_device
-from .llama_server.client import ServerProps
+from .llama_server.props import ServerProps
 
 # Entities are only added and written from the event loop.
 PARALLEL_UPDATES = 0
@@ -75,7 +75,27 @@ def _slots_in_use(data: LlamaServerData) -> StateType:
     pinned slot keeps that conversation's prompt cached; once every slot is in
     use, further satellites share slots and evict each other's cache.
     """
-    return len(set(data.slots.pinned.values()))
+    managers = [data.slots, *data.coordinator.model_slots.values()]
+    return sum(len(set(slots.pinned.values())) for slots in managers)
+
+
+def _loaded_models(data: LlamaServerData) -> StateType:
+    """How many of a router's models are loaded now."""
+    return len(data.coordinator.data.loaded)
+
+
+def _largest_context(props: ServerProps) -> int | None:
+    """Return the context per slot; on a router, its loaded models' largest."""
+    if not props.router:
+        return props.n_ctx
+    return max((model.n_ctx for model in props.loaded.values()), default=None)
+
+
+def _slot_count(props: ServerProps) -> int | None:
+    """Return the server's slots; on a router, its loaded models' together."""
+    if not props.router:
+        return props.total_slots
+    return sum(model.total_slots for model in props.loaded.values()) or None
 
 
 def _last_speech(kind: str, key: str) -> Callable[[WyomingData], StateType]:
@@ -102,7 +122,7 @@ def _chat(key: str, **kwargs: Any) -> LocalVoiceSensorDescription[LlamaServerDat
 
 
 def _setting(
-    key: str, value_fn: Callable[[ServerProps], int]
+    key: str, value_fn: Callable[[ServerProps], int | None]
 ) -> LocalVoiceSensorDescription[LlamaServerData]:
     """Describe a sensor of how the server was started (from its /props)."""
     return LocalVoiceSensorDescription[LlamaServerData](
@@ -140,9 +160,11 @@ LLAMA_SENSORS: tuple[LocalVoiceSensorDescription[LlamaServerData], ...] = (
         value_fn=_last_chat("predicted_per_second"),
     ),
     _chat("slots_in_use", value_fn=_slots_in_use),
-    _setting("context_per_slot", lambda props: props.n_ctx),
-    _setting("slots", lambda props: props.total_slots),
+    _setting("context_per_slot", _largest_context),
+    _setting("slots", _slot_count),
 )
+# Only on a router: which of its models are loaded (their names in the attributes).
+LOADED_MODELS = _chat("loaded_models", value_fn=_loaded_models)
 
 
 def _speech(
@@ -174,8 +196,10 @@ async def async_setup_entry(
     data = entry.runtime_data
     sensors: Iterable[LocalVoiceSensor[Any]]
     if isinstance(data, LlamaServerData):
-        device = llama_server_device(entry, data.coordinator.data)
-        sensors = (LocalVoiceSensor(data, desc, device) for desc in LLAMA_SENSORS)
+        props = data.coordinator.data
+        device = llama_server_device(entry, props)
+        llama = (*LLAMA_SENSORS, LOADED_MODELS) if props.router else LLAMA_SENSORS
+        sensors = (LocalVoiceSensor(data, desc, device) for desc in llama)
     else:
         device = wyoming_device(entry)
         descriptions = (
@@ -211,3 +235,13 @@ class LocalVoiceSensor[DataT: (LlamaServerData, WyomingData)](
     def native_value(self) -> StateType:
         """Return the newest figure; None (unknown) before the first request."""
         return self.entity_description.value_fn(self._data)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any] | None:
+        """Name a router's loaded models on its loaded-models sensor."""
+        data = self._data
+        if self.entity_description is not LOADED_MODELS or isinstance(
+            data, WyomingData
+        ):
+            return None
+        return {"models": sorted(data.coordinator.data.loaded)}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import math
 
-from .llama_server.client import ServerProps
+from .llama_server.props import ServerProps
 from .slots import CacheMisses
 
 # Room a usual conversation needs in a slot besides the static prefix (the context

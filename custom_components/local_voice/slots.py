@@ -1,6 +1,8 @@
 """The slot manager: which slot each chat uses, what each slot holds, warm-ups.
 
-One per llama-server entry (in its runtime data), shared by every agent on it.
+One per llama-server entry (in its runtime data), shared by every agent on it; on
+a router, one per model (each model is a child server with slots of its own), all
+keeping their timings together.
 Nothing here knows about Home Assistant: it is told the slot count and when the
 server is back (by the coordinator), what a chat read (by the agent), and asks the
 agents that registered a prefix source for their static prefix when it warms.
@@ -102,6 +104,17 @@ class SlotManager:
         #: on such a slot reused it).
         self.misses: CacheMisses | None = None
         self._listeners: list[Callable[[], None]] = []
+
+    def sibling(self) -> SlotManager:
+        """Return a slot manager for another model of a router.
+
+        Its own slots; this one's client, timings and listeners (the server's
+        sensors count every chat).
+        """
+        other = SlotManager(self._client, self._schedule)
+        other.timings, other.warmups = self.timings, self.warmups
+        other._listeners = self._listeners
+        return other
 
     # What the coordinator says -------------------------------------------------
 

@@ -31,6 +31,7 @@ from homeassistant.helpers.selector import (
 from .const import (
     CONF_MAX_HISTORY,
     CONF_MAX_TOKENS,
+    CONF_MODEL,
     CONF_REASONING_EFFORT,
     CONF_SEND_REASONING,
     CONF_TEMPERATURE,
@@ -92,16 +93,27 @@ class LlamaSubentryFlow(ConfigSubentryFlow):
             current = RECOMMENDED_CONVERSATION_OPTIONS
         else:
             current = RECOMMENDED_AI_TASK_OPTIONS
-        schema = _options_schema(self.hass, conversation, title)
+        props = self._get_entry().runtime_data.coordinator.data
+        current = {CONF_MODEL: props.model_for(current.get(CONF_MODEL)), **current}
+        schema = _options_schema(self.hass, conversation, title, props.model_names)
         return self.async_show_form(
             step_id="init",
             data_schema=self.add_suggested_values_to_schema(schema, current),
         )
 
 
-def _options_schema(hass: HomeAssistant, conversation: bool, title: str) -> vol.Schema:
-    """Return the name, the generation options, and prompt/API/history for agents."""
+def _options_schema(
+    hass: HomeAssistant, conversation: bool, title: str, models: list[str]
+) -> vol.Schema:
+    """Return the name, a router's model, the generation options, and more for agents.
+
+    An agent also has its prompt, its API and its history length.
+    """
     schema: dict[vol.Marker, Any] = {vol.Required(CONF_NAME, default=title): str}
+    if models:
+        schema[vol.Required(CONF_MODEL)] = SelectSelector(
+            SelectSelectorConfig(options=models, mode=SelectSelectorMode.DROPDOWN)
+        )
     if conversation:
         apis = [
             SelectOptionDict(label=api.name, value=api.id)

@@ -3,6 +3,11 @@
 GETs (/health, /v1/models, /props, /slots) check and describe the server; POSTs
 stream chat completions and count prompt tokens. Every failure, transport or HTTP,
 becomes a `LlamaServerError` (errors.py); HTTP statuses are mapped in one place.
+
+A router (llama-server started with `--models-preset` or `--models-dir`) runs each
+of its models in a child server: it lists them with their status on /v1/models, and
+answers /props for a loaded one when asked with `?model=` (and `autoload=false`, so
+that asking loads nothing).
 """
 
 from __future__ import annotations
@@ -10,12 +15,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Mapping
 import contextlib
-from dataclasses import dataclass
-import hashlib
 from http import HTTPStatus
 import json
 import logging
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
@@ -26,12 +30,14 @@ from .errors import (
     CannotConnect,
     ConnectionLost,
     LlamaServerError,
+    ModelNotLoaded,
     NotLlamaServer,
     ReadTimeout,
     StreamError,
     error_for_status,
     error_message,
 )
+from .props import ServerProps
 from .sse import StreamLimits, bounded_lines, check_chunk, iter_chat_chunks
 from .url import strip_user_info
 
@@ -55,53 +61,6 @@ CHAT_ANSWER_DEADLINE_SECONDS = 600
 CHAT_ANSWER_MAX_BYTES = 8 * 1024 * 1024
 
 CHAT_PATH = "/v1/chat/completions"
-# How a chat template reads the clock (to write today's date, or the time).
-_CLOCK = "strftime_now"
-
-
-def _fingerprint(marker: Any) -> str:
-    """Return a short hash of a per-process random marker ("" without one)."""
-    if not marker:
-        return ""
-    return hashlib.sha256(str(marker).encode()).hexdigest()[:12]
-
-
-@dataclass(frozen=True, slots=True)
-class ServerProps:
-    """What local_voice needs to know of a running llama-server (from /props)."""
-
-    model: str
-    n_ctx: int
-    total_slots: int
-    supports_tools: bool
-    supports_vision: bool
-    build: str
-    #: The chat template writes the current time (so every prompt starts anew).
-    template_reads_clock: bool = False
-    #: Tells this server process from the next one, where the server says: a hash
-    #: of the `media_marker` llama-server draws at random when it starts (hashed,
-    #: as the marker guards prompts against injected media).
-    instance: str = ""
-
-    @classmethod
-    def from_props(cls, props: Mapping[str, Any]) -> ServerProps:
-        """Parse /props; raise NotLlamaServer when its shape is not llama-server's."""
-        try:
-            settings = props["default_generation_settings"]
-            caps = props.get("chat_template_caps") or {}
-            path = str(props.get("model_alias") or props["model_path"])
-            return cls(
-                model=path.rsplit("/", 1)[-1],
-                n_ctx=int(settings["n_ctx"]),
-                total_slots=max(1, int(props.get("total_slots", 1))),
-                supports_tools=bool(caps.get("supports_tools", False)),
-                supports_vision=bool((props.get("modalities") or {}).get("vision")),
-                build=str(props.get("build_info", "")),
-                template_reads_clock=_CLOCK in str(props.get("chat_template", "")),
-                instance=_fingerprint(props.get("media_marker")),
-            )
-        except (KeyError, TypeError, ValueError) as err:
-            raise NotLlamaServer(f"unexpected /props answer: {err!r}") from err
 
 
 async def _read_bounded(
@@ -193,6 +152,23 @@ class LlamaServerClient:
         if not isinstance(models, dict) or not isinstance(models.get("data"), list):
             raise NotLlamaServer("unexpected /v1/models answer")
         props = await self._request_json("GET", "/props")
+        if not isinstance(props, dict):
+            raise NotLlamaServer("unexpected /props answer")
+        if props.get("role") == "router":
+            return ServerProps.from_router(props, models["data"])
+        return ServerProps.from_props(props)
+
+    async def async_get_model_props(self, model: str) -> ServerProps | None:
+        """Return a router's loaded model's properties; None if it is not loaded.
+
+        Asked with `autoload=false`: a poll never loads (nor, with `--models-max`,
+        unloads) a model.
+        """
+        query = urlencode({"model": model, "autoload": "false"})
+        try:
+            props = await self._request_json("GET", f"/props?{query}")
+        except ModelNotLoaded:
+            return None
         if not isinstance(props, dict):
             raise NotLlamaServer("unexpected /props answer")
         return ServerProps.from_props(props)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from http import HTTPStatus
+import re
 from typing import Any, ClassVar
 
 from .url import strip_user_info
@@ -62,6 +63,16 @@ class InvalidAuth(LlamaServerError):
 
 class NotLlamaServer(LlamaServerError):
     """Something answers, but it is not llama-server."""
+
+
+class ModelNotLoaded(LlamaServerError):
+    """A router was asked about one of its models that is not loaded."""
+
+
+class ModelUnavailable(LlamaServerError):
+    """A router has no such model, or could not load it."""
+
+    translation_key = "llm_model_unavailable"
 
 
 class ContextOverflow(LlamaServerError):
@@ -124,6 +135,10 @@ class AnswerOverBudget(LlamaServerError):
 
 # llama-server's message when its tool-call parser cannot read the model's output.
 _TOOL_PARSE_FAILURE = "does not match the expected"
+# A router's messages: "model 'x' not found", "model name=x failed to load", and,
+# for a GET with autoload=false, "model is not loaded".
+_MODEL_UNAVAILABLE = re.compile(r"^model .*(?:not found|failed to load)")
+_MODEL_NOT_LOADED = "model is not loaded"
 
 
 def is_tool_parse_failure(message: str) -> bool:
@@ -157,6 +172,10 @@ def error_for_status(
         return ServerLoading(where, status=status, message=message)
     if status == HTTPStatus.NOT_FOUND:
         return NotLlamaServer(where, status=status, message=message)
+    if message == _MODEL_NOT_LOADED:
+        return ModelNotLoaded(where)
+    if _MODEL_UNAVAILABLE.match(message):
+        return ModelUnavailable(where, message=message)
     if is_tool_parse_failure(message):
         return UnparsableToolCall(where, message=message)
     return LlamaServerError(where, status=status, message=message)

@@ -1,0 +1,213 @@
+"""Two models on one REAL llama-server router, each answering for its own agent.
+
+The router (`--models-preset`, `--models-max 2`) holds Qwen2.5-Coder-0.5B, SmolLM2-135M
+and a `broken` model whose file is no model. Each model runs in a child server
+of its own, loaded on the first request that names it; local_voice names the
+subentry's model in every request, keeps each model's slots apart, and warms a
+model's slots only once the model is loaded (a warm-up must not load one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.local_voice.const import (
+    CONF_MAX_TOKENS,
+    CONF_MODEL,
+    CONF_SERVICE,
+    CONF_TEMPERATURE,
+    DOMAIN,
+    RECOMMENDED_CONVERSATION_OPTIONS,
+    SERVICE_LLAMA,
+    SUBENTRY_CONVERSATION,
+)
+from homeassistant.components import conversation
+from homeassistant.config_entries import ConfigSubentryData
+from homeassistant.const import CONF_LLM_HASS_API, CONF_URL
+from homeassistant.core import Context, HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import entity_registry as er
+
+from .backends import QWEN, SMOL, Backend, require, router_argv, running, start
+from .common import setup_entry
+from .conversation_support import RecordingProxy
+
+MODELS = ("broken", "qwen", "smol")
+
+
+@pytest.fixture
+def router(tmp_path: Path) -> Iterator[Backend]:
+    """A fresh router: every model unloaded."""
+    require(QWEN, SMOL)
+    argv = router_argv(tmp_path / "models.ini", models_max=2)
+    with running(start("llama-router", argv, "http", tmp_path)) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def proxy(router: Backend) -> AsyncIterator[RecordingProxy]:
+    """The router behind a proxy that keeps each chat request and its answer."""
+    recording = await RecordingProxy(router.url).start()
+    yield recording
+    await recording.stop()
+
+
+def router_entry(url: str, models: dict[str, str | None]) -> MockConfigEntry:
+    """A llama-server entry with one plain-chat agent per title, on its model."""
+    options = {
+        **RECOMMENDED_CONVERSATION_OPTIONS,
+        CONF_TEMPERATURE: 0.0,
+        CONF_MAX_TOKENS: 8,
+    }
+    options.pop(CONF_LLM_HASS_API)
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title="llama-server router",
+        unique_id=url,
+        data={CONF_SERVICE: SERVICE_LLAMA, CONF_URL: url},
+        subentries_data=[
+            ConfigSubentryData(
+                subentry_type=SUBENTRY_CONVERSATION,
+                title=title,
+                data={**options, CONF_MODEL: model} if model else options,
+                unique_id=None,
+            )
+            for title, model in models.items()
+        ],
+    )
+
+
+async def loaded_models(router: Backend) -> dict[str, str]:
+    """Ask the router itself which of its models are loaded."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{router.url}/models") as resp,
+    ):
+        body = await resp.json()
+    return {model["id"]: model["status"]["value"] for model in body["data"]}
+
+
+def agents(hass: HomeAssistant, entry: MockConfigEntry) -> dict[str, str]:
+    """Each agent's entity id, by its subentry's title."""
+    titles = {sid: sub.title for sid, sub in entry.subentries.items()}
+    return {
+        titles[e.config_subentry_id]: e.entity_id
+        for e in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+        if e.domain == "conversation" and e.config_subentry_id
+    }
+
+
+async def ask(hass: HomeAssistant, agent_id: str, text: str) -> str:
+    """Send a new chat to an agent; return what it said."""
+    result = await conversation.async_converse(
+        hass, text, None, Context(), language="en", agent_id=agent_id
+    )
+    return str(result.response.speech["plain"]["speech"])
+
+
+def answered_by(exchange: tuple[bytes, bytes]) -> tuple[str, str, dict[str, Any]]:
+    """The model a request named, the model that answered, and its timings."""
+    request, answer = exchange
+    chunks = [
+        json.loads(line.removeprefix(b"data: "))
+        for line in answer.splitlines()
+        if line.startswith(b"data: {")
+    ]
+    timings = next(c["timings"] for c in reversed(chunks) if "timings" in c)
+    return json.loads(request)["model"], chunks[0]["model"], timings
+
+
+async def test_router_agents_answer_on_their_own_models(
+    hass: HomeAssistant,
+    router: Backend,
+    proxy: RecordingProxy,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two agents, one router: each on its model, loaded on its first chat only."""
+    entry = await setup_entry(
+        hass, router_entry(proxy.url, {"Quick": "smol", "Coder": "qwen"})
+    )
+    ids = agents(hass, entry)
+    # Setting up warmed nothing: a warm-up would have loaded a model.
+    assert set((await loaded_models(router)).values()) == {"unloaded"}
+    assert proxy.exchanges == []
+
+    assert await ask(hass, ids["Quick"], "Say hello.")
+    assert (await loaded_models(router))["smol"] == "loaded"
+    assert (await loaded_models(router))["qwen"] == "unloaded"
+    assert await ask(hass, ids["Coder"], "Say hello.")
+    coordinator = entry.runtime_data.coordinator
+    await coordinator.async_refresh()  # the poll sees both loaded: warm their slots
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert sorted(coordinator.data.loaded) == ["qwen", "smol"]
+    assert "model qwen is loaded: 2 slots of 4096 tokens" in caplog.text
+    sensor = er.async_get(hass).async_get_entity_id(
+        "sensor", DOMAIN, f"{entry.entry_id}-loaded_models"
+    )
+    assert sensor is not None
+    state = hass.states.get(sensor)
+    assert state is not None
+    assert (state.state, state.attributes["models"]) == ("2", ["qwen", "smol"])
+
+    for agent in ("Quick", "Coder"):
+        assert await ask(hass, ids[agent], "Say hello again.")
+    named = [answered_by(exchange) for exchange in proxy.exchanges]
+    chats = [(asked, model) for asked, model, t in named if t["predicted_n"] > 1]
+    assert chats == [("smol", "smol"), ("qwen", "qwen")] * 2
+    # Each model kept its own cache: the second chat of each took the whole system
+    # prompt (30-odd tokens) from it, and read only its context block and words.
+    first, second = named[:2], named[-2:]
+    for (_, _, before), (_, _, after) in zip(first, second, strict=True):
+        assert before["cache_n"] == 0
+        assert after["cache_n"] >= 30
+        assert after["prompt_n"] < before["prompt_n"]
+
+
+async def test_router_model_that_cannot_load_is_said(
+    hass: HomeAssistant, proxy: RecordingProxy
+) -> None:
+    """A model the router cannot load is said plainly; the other agent still works."""
+    entry = await setup_entry(
+        hass, router_entry(proxy.url, {"Broken": "broken", "Quick": "smol"})
+    )
+    ids = agents(hass, entry)
+    said = await ask(hass, ids["Broken"], "Say hello.")
+    assert said.startswith("The model is not available"), said
+    assert "broken" in said
+    assert await ask(hass, ids["Quick"], "Say hello.")
+
+
+async def test_router_subentry_picks_its_model(
+    hass: HomeAssistant, proxy: RecordingProxy
+) -> None:
+    """The agent's options list the router's models; the pick is what requests name."""
+    entry = await setup_entry(hass, router_entry(proxy.url, {"Quick": "smol"}))
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, SUBENTRY_CONVERSATION), context={"source": "user"}
+    )
+    assert result["type"] is FlowResultType.FORM
+    schema = result["data_schema"].schema
+    (model_key,) = [key for key in schema if key == CONF_MODEL]
+    assert schema[model_key].config["options"] == list(MODELS)
+    # Nothing loaded yet: the first model listed is the default.
+    assert model_key.description["suggested_value"] == "broken"
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"],
+        {
+            **RECOMMENDED_CONVERSATION_OPTIONS,
+            CONF_LLM_HASS_API: [],
+            "name": "Coder",
+            CONF_MODEL: "qwen",
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert await ask(hass, agents(hass, entry)["Coder"], "Say hello.")
+    assert json.loads(proxy.bodies[-1])["model"] == "qwen"
