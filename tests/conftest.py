@@ -28,6 +28,7 @@ from .backends import (
     tts_argv,
 )
 from .conversation_support import FakeLlama
+from .speech_support import Relay
 
 # The benchmarks' realistic home as the `home` fixture.
 pytest_plugins = ["tests.benchmark_home"]
@@ -110,3 +111,11 @@ async def fake() -> AsyncIterator[list[FakeLlama]]:
     yield fakes
     for item in fakes:
         await item.stop()
+
+
+@pytest.fixture
+async def relay(tts_server: Backend) -> AsyncIterator[Relay]:
+    """A recording relay in front of the session's Kokoro server."""
+    relay = await Relay(tts_server.port).start()
+    yield relay
+    await relay.stop()

@@ -184,14 +184,12 @@ class JapaneseHome:
 
 @pytest.fixture
 async def japanese_home(
-    hass: HomeAssistant, tts_server: Backend, asr_base_server: Backend
-) -> AsyncIterator[JapaneseHome]:
+    hass: HomeAssistant, relay: Relay, asr_base_server: Backend
+) -> JapaneseHome:
     """The Japanese home, with Kokoro behind a recording relay."""
-    relay = await Relay(tts_server.port).start()
     home = JapaneseHome(hass, relay)
     await home.async_setup(asr_base_server.port)
-    yield home
-    await relay.stop()
+    return home
 
 
 @pytest.fixture

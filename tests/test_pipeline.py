@@ -9,7 +9,7 @@ audio came back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Literal
 
 import pytest
@@ -117,14 +117,6 @@ class StreamingAgent(conversation.AbstractConversationAgent):
                         lambda: bool(self.relay.seen("audio-chunk")), limit=30
                     )
                     self.waited_for_audio = True
-
-
-@pytest.fixture
-async def relay(tts_server: Backend) -> AsyncIterator[Relay]:
-    """A recording relay in front of the session's Kokoro server."""
-    relay = await Relay(tts_server.port).start()
-    yield relay
-    await relay.stop()
 
 
 @pytest.fixture

@@ -60,14 +60,6 @@ ANSWER = (
 
 
 @pytest.fixture
-async def relay(tts_server: Backend) -> AsyncIterator[Relay]:
-    """A recording relay in front of the session's Kokoro server."""
-    relay = await Relay(tts_server.port).start()
-    yield relay
-    await relay.stop()
-
-
-@pytest.fixture
 async def piper_relay(piper_server: Backend) -> AsyncIterator[Relay]:
     """A recording relay in front of the session's Piper server."""
     relay = await Relay(piper_server.port).start()
