@@ -160,8 +160,25 @@ def test_integration_agrees_on_names_versions_and_ports(
 _RANGE = r"(?:\((?P<min>-?[\d.]*),(?P<max>-?[\d.]*)\))?"
 
 
-def _option_error(rule: str, value: Any) -> str | None:
-    """Check one value against a Supervisor schema type; return what is wrong."""
+def _option_error(rule: Any, value: Any) -> str | None:
+    """Check one value against a Supervisor schema type; return what is wrong.
+
+    A list of one mapping is a list option whose items have those keys.
+    """
+    if isinstance(rule, list):
+        if not isinstance(value, list):
+            return f"{value!r} is not a list"
+        (keys,) = rule
+        for item in value:
+            if unknown := set(item) - set(keys):
+                return f"unknown keys {unknown}"
+            for key, item_rule in keys.items():
+                if key in item:
+                    if error := _option_error(item_rule, item[key]):
+                        return f"{key}: {error}"
+                elif not item_rule.endswith("?"):
+                    return f"{key} is missing"
+        return None
     rule = rule.removesuffix("?")
     if match := re.fullmatch(r"list\((?P<items>.+)\)", rule, re.DOTALL):
         items = match["items"].split("|")
@@ -188,6 +205,10 @@ def test_option_checker_rejects_bad_values() -> None:
     assert _option_error("list(a|b)", "c") is not None
     assert _option_error("bool", "true") is not None
     assert _option_error("int(0,)", 8192) is None
+    models = [{"path": "str?", "context_size": "int(0,)?"}]
+    assert _option_error(models, [{"path": "/share/a.gguf"}]) is None
+    assert _option_error(models, [{"context_size": -1}]) is not None
+    assert _option_error(models, [{"size": 1}]) is not None
 
 
 @pytest.mark.parametrize("slug", SLUGS)

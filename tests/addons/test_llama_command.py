@@ -27,7 +27,7 @@ from tests.addons.addon_support import (
     load_module,
     write_options,
 )
-from tests.backends import BACKENDS, SMOL, free_port, require, running, start
+from tests.backends import BACKENDS, QWEN, SMOL, free_port, require, running, start
 
 SLUG = "llama_server"
 HEALTHCHECK = ADDONS / SLUG / "rootfs/usr/local/bin/healthcheck"
@@ -177,6 +177,67 @@ def test_bad_extra_args_is_a_clear_error(
     assert "Option 'extra_args' is not a valid argument list" in caplog.text
 
 
+def test_router_preset_from_the_models_option(
+    llama: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """More models: a router on a generated preset, a section per model."""
+    files = {name: tmp_path / f"share/{name}.gguf" for name in ("main", "b", "c")}
+    for path in files.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"GGUF")
+    models = [
+        {"path": str(files["b"]), "context_size": 4096},
+        {"name": "coder", "path": str(files["c"])},
+    ]
+    options = default_options(
+        SLUG, model_path=str(files["main"]), models=models, models_max=1, api_key="k"
+    )
+    code, command = _dry_run(llama, capsys, options, tmp_path)
+    assert code == 0
+    preset = tmp_path / "models/router-models.ini"
+    assert command["argv"][1:] == [
+        "--host", "0.0.0.0",
+        "--port", "8080",
+        "--models-preset", str(preset),
+        "--models-max", "1",
+        "--no-webui",
+    ]  # fmt: skip
+    assert command["env"] == {"LLAMA_API_KEY": "k"}
+    sections = preset.read_text().split("\n\n")
+    assert [section.split("\n")[0] for section in sections] == [
+        "[main]",
+        "[b]",
+        "[coder]",
+    ]
+    assert f"model = {files['b']}\njinja = true\nctx-size = 4096\n" in sections[1]
+    assert "ctx-size = 8192\nparallel = 1\nflash-attn = auto\n" in sections[2]
+    assert all(section.rstrip().endswith("swa-full = true") for section in sections)
+
+
+@pytest.mark.parametrize(
+    ("models", "error"),
+    [
+        ([{"name": "x"}], "models entry 1: give its path, or its repo and file"),
+        ([{"path": "/share/nope.gguf"}], "models entry 1: model_path '/share/nope"),
+        ([{"name": "m", "path": "{main}"}], "models entry 1: the name 'm' is taken"),
+    ],
+)
+def test_router_models_option_errors_are_clear(
+    llama: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    models: list[dict[str, str]],
+    error: str,
+) -> None:
+    main = tmp_path / "m.gguf"
+    main.touch()
+    models = [{k: v.format(main=main) for k, v in entry.items()} for entry in models]
+    options = default_options(SLUG, model_path=str(main), models=models)
+    assert _dry_run(llama, capsys, options, tmp_path)[0] == 1
+    assert error in caplog.text
+
+
 @pytest.mark.parametrize(
     ("filename", "parts"),
     [
@@ -230,6 +291,11 @@ def _get(url: str, key: str | None = None) -> int:
         return err.code
 
 
+def _read(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
 def test_produced_command_starts_llama_server(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -260,3 +326,27 @@ def test_produced_command_starts_llama_server(
     log = srv.log.read_text()
     assert "--swa-full" in log and "--jinja" in log and "[LLAMA_API_KEY=***]" in log
     assert "s3cret" not in log
+
+
+def test_router_command_starts_a_router(tmp_path: Path) -> None:
+    """With a second model in `models`, the add-on's command is a router of both."""
+    require(BACKENDS / "llama-server", SMOL, QWEN)
+    port = free_port()
+    models = [{"name": "qwen", "path": str(QWEN), "context_size": 4096}]
+    options = default_options(
+        SLUG, model_path=str(SMOL), context_size=2048, models=models
+    )
+    path = write_options(tmp_path / "options.json", options)
+    argv = [sys.executable, str(lib_dir(SLUG) / "llama_command.py")]
+    argv += ["--options", str(path), "--binary", str(BACKENDS / "llama-server")]
+    argv += ["--models-dir", str(tmp_path / "models")]
+    argv += ["--host", "127.0.0.1", "--port", str(port)]
+    with running(start("addon-router", argv, "http", tmp_path, port)) as srv:
+        props = json.loads(_read(f"{srv.url}/props"))
+        listed = json.loads(_read(f"{srv.url}/v1/models"))["data"]
+    assert props["role"] == "router"
+    assert props["max_instances"] == 2  # models_max: all of them by default
+    assert sorted(model["id"] for model in listed) == [
+        "qwen",
+        "smollm2-135m-instruct-q4_1",
+    ]

@@ -4,6 +4,11 @@ Run by the s6 service `llama_server`: fetches the GGUF model from Hugging Face (
 a local `model_path` is set), then replaces itself with llama-server. The API key is
 passed in the environment (LLAMA_API_KEY), not on the command line, so that `ps` does
 not show it.
+
+With more models in the `models` option, llama-server starts as a router: a generated
+`--models-preset` file has a section per model (its file and the options' flags, its
+own context size if given), and the router loads each on the first request that names
+it, keeping at most `models_max` loaded.
 """
 
 from __future__ import annotations
@@ -75,6 +80,86 @@ def resolve_model(options: Options, models_dir: Path) -> Path:
     return paths[0]
 
 
+def model_name(path: Path) -> str:
+    """Return the name a router serves a model file under: its file name, bare."""
+    return _SPLIT.sub("", path.name).removesuffix(".gguf")
+
+
+def resolve_models(options: Options, models_dir: Path) -> dict[str, tuple[Path, int]]:
+    """Return each model to serve, by name, with its file and context size.
+
+    The model of `model_repo`/`model_file` (or `model_path`) first, then each entry
+    of the `models` option: a `path`, or a `repo` and `file` fetched as above.
+    """
+    context = int(options["context_size"])
+    main = resolve_model(options, models_dir)
+    models = {model_name(main): (main, context)}
+    for number, entry in enumerate(options.get("models") or [], 1):
+        where = f"models entry {number}"
+        if not entry.get("path") and not (entry.get("repo") and entry.get("file")):
+            raise ConfigError(f"{where}: give its path, or its repo and file")
+        own = {
+            "model_path": entry.get("path") or "",
+            "model_repo": entry.get("repo") or "",
+            "model_file": entry.get("file") or "",
+        }
+        try:
+            path = resolve_model({**options, **own}, models_dir)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from err
+        name = entry.get("name") or model_name(path)
+        if name in models:
+            msg = f"{where}: the name '{name}' is taken: give the entry another name"
+            raise ConfigError(msg)
+        models[name] = (path, int(entry.get("context_size") or context))
+    return models
+
+
+def router_preset(options: Options, models: dict[str, tuple[Path, int]]) -> str:
+    """Return the router's `--models-preset` file: one section per model.
+
+    Keys are llama-server's long options; each model gets the options' flags.
+    """
+    sections = []
+    for name, (path, context) in models.items():
+        lines = [
+            f"[{name}]",
+            f"model = {path}",
+            "jinja = true",
+            f"ctx-size = {context}",
+            f"parallel = {options['parallel']}",
+            f"flash-attn = {options['flash_attention']}",
+            f"batch-size = {options['batch_size']}",
+            f"ubatch-size = {options['ubatch_size']}",
+        ]
+        if options.get("swa_full", True):
+            lines.append("swa-full = true")
+        sections.append("\n".join(lines) + "\n")
+    return "\n".join(sections)
+
+
+def build_router_command(
+    options: Options, preset: Path, count: int, *, binary: str, host: str, port: int
+) -> Command:
+    """Build the router's command line (`extra_args` reach every model)."""
+    models_max = int(options.get("models_max") or count)
+    argv = [
+        binary,
+        "--host", host,
+        "--port", str(port),
+        "--models-preset", str(preset),
+        "--models-max", str(models_max),
+        "--no-webui",
+    ]  # fmt: skip
+    argv += extra_args(options)
+    return Command(argv, *_key_env(options))
+
+
+def _key_env(options: Options) -> tuple[dict[str, str], frozenset[str]]:
+    env = {"LLAMA_API_KEY": key} if (key := text_option(options, "api_key")) else {}
+    return env, frozenset(env)
+
+
 def build_command(
     options: Options, model: Path, *, binary: str = BINARY, host: str, port: int
 ) -> Command:
@@ -97,8 +182,7 @@ def build_command(
         # turns and re-read the whole prompt on every request.
         argv.append("--swa-full")
     argv += extra_args(options)
-    env = {"LLAMA_API_KEY": key} if (key := text_option(options, "api_key")) else {}
-    return Command(argv, env, frozenset(env))
+    return Command(argv, *_key_env(options))
 
 
 def discovery(options: Options, hostname: str, port: int) -> Payloads:
@@ -118,9 +202,22 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _prepare(args: argparse.Namespace, options: Options) -> Command:
-    model = resolve_model(options, args.models_dir)
-    return build_command(
-        options, model, binary=args.binary, host=args.host, port=args.port
+    models = resolve_models(options, args.models_dir)
+    if len(models) == 1:
+        ((model, _),) = models.values()
+        return build_command(
+            options, model, binary=args.binary, host=args.host, port=args.port
+        )
+    preset = args.models_dir / "router-models.ini"
+    preset.parent.mkdir(parents=True, exist_ok=True)
+    preset.write_text(router_preset(options, models), encoding="utf-8")
+    return build_router_command(
+        options,
+        preset,
+        len(models),
+        binary=args.binary,
+        host=args.host,
+        port=args.port,
     )
 
 
