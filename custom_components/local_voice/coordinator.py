@@ -19,7 +19,13 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 
-from .const import DOMAIN, LOGGER, SPEECH_TIMINGS_KEPT, UPDATE_INTERVAL_SECONDS
+from .const import (
+    CONF_MODEL,
+    DOMAIN,
+    LOGGER,
+    SPEECH_TIMINGS_KEPT,
+    UPDATE_INTERVAL_SECONDS,
+)
 from .llama_server.client import LlamaServerClient
 from .llama_server.errors import InvalidAuth, LlamaServerError
 from .llama_server.props import ServerProps
@@ -83,6 +89,8 @@ class LlamaServerCoordinator(DataUpdateCoordinator[ServerProps]):
         self.slots = slots
         #: On a router: each model's slot manager (its slots are its child server's).
         self.model_slots: dict[str, SlotManager] = {}
+        #: The agents' models were asked for (once, at start).
+        self._models_asked = False
 
     def slots_for(self, model: str | None) -> SlotManager:
         """Return the slot manager of a router's model; the server's own otherwise."""
@@ -124,6 +132,9 @@ class LlamaServerCoordinator(DataUpdateCoordinator[ServerProps]):
         warm them. A model not loaded has none, so nothing is warmed onto it: a
         warm-up would load it (and, past `--models-max`, unload another).
         """
+        if not self._models_asked:
+            self._models_asked = True
+            await self._async_load_used_models(props)
         before = self.data.loaded if self.data is not None else {}
         loaded: dict[str, ServerProps] = {}
         for name, status in props.models:
@@ -149,6 +160,27 @@ class LlamaServerCoordinator(DataUpdateCoordinator[ServerProps]):
                 )
                 slots.server_back()
         return replace(props, loaded=loaded)
+
+    async def _async_load_used_models(self, props: ServerProps) -> None:
+        """At start, load the models this entry's agents use, if the router keeps all.
+
+        As a server of one model has its model loaded when it starts. Past
+        `--models-max`, loading them would only unload one another: each is loaded
+        by its first chat instead.
+        """
+        used = {
+            props.model_for(subentry.data.get(CONF_MODEL))
+            for subentry in self.config_entry.subentries.values()
+        }
+        if props.models_max and len(used) > props.models_max:
+            return
+        for name, status in props.models:
+            if name in used and status == "unloaded":
+                LOGGER.info("%s: loading model %s for its agents", self.name, name)
+                try:
+                    await self.client.async_load_model(name)
+                except LlamaServerError as err:
+                    LOGGER.warning("%s: model %s not loaded: %s", self.name, name, err)
 
     async def async_recheck(self, err: Exception) -> None:
         """Re-poll after a failed request; a refused key starts reauthentication.

@@ -289,6 +289,10 @@ class LlamaServerClient:
         # aiohttp's LineTooLong (an SSE line over its buffer), bad encodings...
         return StreamError(f"{self.url}: {err!r}", error=_short(err))
 
+    async def async_load_model(self, model: str) -> None:
+        """Ask a router to load one of its models (it answers before the load ends)."""
+        await self._request_json("POST", "/models/load", {"model": model})
+
     async def async_prompt_timings(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Send a request for its prompt processing alone; return the timings."""
         timings: dict[str, Any] = {}

@@ -44,6 +44,8 @@ class ServerProps:
     models: tuple[tuple[str, str], ...] = ()
     #: Each loaded model's own properties (a router's child servers).
     loaded: Mapping[str, ServerProps] = field(default_factory=dict)
+    #: How many models a router keeps loaded (`--models-max`; 0: no limit).
+    models_max: int = 0
 
     @property
     def router(self) -> bool:
@@ -84,6 +86,7 @@ class ServerProps:
             supports_vision=False,
             build=str(props.get("build_info", "")),
             models=listed,
+            models_max=int(props.get("max_instances") or 0),
         )
 
     @classmethod
