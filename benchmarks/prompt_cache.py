@@ -53,6 +53,7 @@ import contextlib
 from dataclasses import dataclass, field
 import json
 import logging
+import os
 from pathlib import Path
 import random
 import sys
@@ -64,6 +65,7 @@ sys.path.insert(0, str(ROOT))
 
 # Home Assistant first: it must install its voluptuous shim before anything else.
 from homeassistant import loader  # noqa: E402, I001
+import aiohttp  # noqa: E402
 from homeassistant.components import conversation  # noqa: E402
 from homeassistant.components.homeassistant.exposed_entities import (  # noqa: E402
     async_expose_entity,
@@ -181,6 +183,8 @@ ENTITIES: list[tuple[str, str, str, str, dict[str, Any]]] = [
 ]
 DOMAINS = sorted({entity_id.split(".")[0] for entity_id, *_ in ENTITIES})
 
+# The model's name on a router (--router): its section in the generated preset.
+ROUTER_MODEL = "qwen"
 SATELLITES = ["kitchen", "living_room", "office", "bedroom"]  # voice satellites
 SOURCES = [*SATELLITES, "app"]  # "app": a chat from the phone, no device
 TEXTS = [
@@ -294,10 +298,11 @@ async def setup_home(hass: HomeAssistant) -> dict[str, str]:
     return satellites
 
 
-def core_entry(url: str, **options: Any) -> MockConfigEntry:
+def core_entry(url: str, model: str = "local-model", **options: Any) -> MockConfigEntry:
     """Home Assistant's own llama_cpp integration, recommended settings, Assist on.
 
-    `options` replace the answer options (2 tokens at temperature 0: prompts only).
+    `options` replace the answer options (2 tokens at temperature 0: prompts only);
+    `model` is the model it names (a router's model, with --router).
     """
     answer = {"max_tokens": 2, "temperature": 0.0, "top_p": 1.0} | options
     return MockConfigEntry(
@@ -310,7 +315,7 @@ def core_entry(url: str, **options: Any) -> MockConfigEntry:
                 title="llama.cpp conversation",
                 data={
                     "recommended": True,
-                    "chat_model": "local-model",
+                    "chat_model": model,
                     CONF_PROMPT: llm.DEFAULT_INSTRUCTIONS_PROMPT,
                     CONF_LLM_HASS_API: [llm.LLM_API_ASSIST],
                     **answer,
@@ -321,10 +326,12 @@ def core_entry(url: str, **options: Any) -> MockConfigEntry:
     )
 
 
-def agent_entry(order: str, url: str) -> tuple[MockConfigEntry, str]:
+def agent_entry(
+    order: str, url: str, model: str | None = None
+) -> tuple[MockConfigEntry, str]:
     """The config entry of one order's agent, and the platform of its entities."""
     if order == "core":
-        return core_entry(url), "llama_cpp"
+        return core_entry(url, model or "local-model"), "llama_cpp"
     options = {CONF_MAX_TOKENS: 2, CONF_TEMPERATURE: 0.0, CONF_TOP_P: 1.0}
     return llama_entry(url, options), "local_voice"
 
@@ -366,16 +373,25 @@ async def home_assistant() -> AsyncIterator[HomeAssistant]:
             yield hass
 
 
-async def run(order: str, server_url: str, plan: list[Chat]) -> list[WarmUp]:
+async def run(
+    order: str, server_url: str, plan: list[Chat], router: bool = False
+) -> list[WarmUp]:
     """Send the plan's new chats through one order; fill in their timings.
 
-    Return the slot warm-ups local_voice sent (core sends none).
+    Return the slot warm-ups local_voice sent (core sends none). On a router, the
+    model is loaded first: local_voice asks for it at start, core's is loaded here.
     """
     async with home_assistant() as hass, RecordingProxy(server_url) as proxy:
         satellites = await setup_home(hass)
-        entry, platform = agent_entry(order, proxy.url)
+        entry, platform = agent_entry(
+            order, proxy.url, ROUTER_MODEL if router else None
+        )
         entry.add_to_hass(hass)
         assert await hass.config_entries.async_setup(entry.entry_id), order
+        if router:
+            await _async_router_loaded(server_url, ask=order == "core")
+            if order == "local_voice":
+                await entry.runtime_data.coordinator.async_refresh()
         # Let local_voice's start-up warm-up finish, as it does before anyone speaks.
         await hass.async_block_till_done(wait_background_tasks=True)
         warm_ups: list[WarmUp] = []
@@ -419,6 +435,20 @@ async def run(order: str, server_url: str, plan: list[Chat]) -> list[WarmUp]:
     return warm_ups
 
 
+async def _async_router_loaded(url: str, ask: bool) -> None:
+    """Wait until the router has its model loaded (asking for it first if `ask`)."""
+    async with aiohttp.ClientSession() as session:
+        if ask:
+            await session.post(f"{url}/models/load", json={"model": ROUTER_MODEL})
+        async with asyncio.timeout(300):
+            while True:  # the router announces no load: ask it
+                async with session.get(f"{url}/models") as resp:
+                    models = (await resp.json())["data"]
+                if models[0]["status"]["value"] == "loaded":
+                    return
+                await asyncio.sleep(0.5)
+
+
 def make_plan(chats: int, seed: int, language: str = "en") -> list[Chat]:
     """First: each source once; later: `chats` new chats from sources drawn by seed."""
     rng = random.Random(seed)
@@ -456,6 +486,22 @@ def arguments(doc: str, chats: int, chats_help: str) -> argparse.ArgumentParser:
     return parser
 
 
+def router_server_argv(cache_ram: int | None, folder: Path) -> list[str]:
+    """Return a llama-server router's command line with the same model and flags."""
+    binary = server_argv(cache_ram)[0]
+    extra = f"cache-ram = {cache_ram}\n" if cache_ram is not None else ""
+    preset = folder / "models.ini"
+    preset.write_text(
+        f"[{ROUTER_MODEL}]\nmodel = {QWEN}\njinja = true\nctx-size = 16384\n"
+        f"parallel = 2\nthreads = {os.cpu_count() or 2}\n"
+        f"chat-template-file = {QWEN_TEMPLATE}\n{extra}"
+    )
+    return [
+        binary, "--models-preset", str(preset), "--models-max", "1",
+        "--host", "127.0.0.1", "--port", "{port}", "--no-webui",
+    ]  # fmt: skip
+
+
 def server_argv(cache_ram: int | None) -> list[str]:
     """Quiet the logs, check the backends; return llama-server's command line."""
     logging.basicConfig(level=logging.ERROR)
@@ -474,16 +520,23 @@ def main() -> None:
     parser.add_argument(
         "--language", choices=("en", "ja"), default="en", help="the chats' language"
     )
+    parser.add_argument(
+        "--router", action="store_true", help="a router serving the model (a preset)"
+    )
     args = parser.parse_args()
-    argv = server_argv(args.cache_ram)
     plan = make_plan(args.chats, args.seed, args.language)
     warm_ups: dict[str, list[WarmUp]] = {}
     with tempfile.TemporaryDirectory() as logs:
+        argv = server_argv(args.cache_ram)
+        if args.router:
+            argv = router_server_argv(args.cache_ram, Path(logs))
         for order in ("core", "local_voice"):
-            print(f"{order}: fresh llama-server: {' '.join(argv[3:])}")
+            print(f"{order}: fresh llama-server: {' '.join(argv[1:])}")
             server = start(f"llama-{order}", argv, "http", Path(logs))
             try:
-                warm_ups[order] = asyncio.run(run(order, server.url, plan))
+                warm_ups[order] = asyncio.run(
+                    run(order, server.url, plan, router=args.router)
+                )
             finally:
                 server.stop()
 
