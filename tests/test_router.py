@@ -29,12 +29,13 @@ from custom_components.local_voice.const import (
     SERVICE_LLAMA,
     SUBENTRY_CONVERSATION,
 )
+from homeassistant import config_entries
 from homeassistant.components import conversation
 from homeassistant.config_entries import ConfigSubentryData
 from homeassistant.const import CONF_LLM_HASS_API, CONF_URL
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
-from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers import entity_registry as er, issue_registry as ir
 
 from .backends import QWEN, SMOL, Backend, require, router_argv, running, start
 from .common import setup_entry
@@ -244,3 +245,33 @@ async def test_router_subentry_picks_its_model(
     await hass.async_block_till_done()
     assert await ask(hass, agents(hass, entry)["Coder"], "Say hello.")
     assert json.loads(proxy.bodies[-1])["model"] == "qwen"
+
+
+async def test_router_is_added_by_the_config_flow(
+    hass: HomeAssistant, router: Backend
+) -> None:
+    """A router's address makes an entry at once: what its models' templates can do
+    is not known before they load, so there is no warning about tools.
+    """
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_USER}
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": SERVICE_LLAMA}
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_URL: router.url}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "llama-server router"
+    # Its agent and AI task name the model a router picks: the first, none loaded.
+    entry = result["result"]
+    models = {sub.data[CONF_MODEL] for sub in entry.subentries.values()}
+    assert models == {"broken"}
+    await hass.async_block_till_done()
+    # Its agent offers Assist's tools; nothing is reported against the router.
+    assert not [
+        issue
+        for (domain, _), issue in ir.async_get(hass).issues.items()
+        if domain == DOMAIN
+    ]

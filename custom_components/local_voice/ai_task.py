@@ -48,7 +48,7 @@ class LocalVoiceAITaskEntity(ai_task.AITaskEntity, LocalVoiceLLMEntity):
         """Accept image attachments when the server has a vision projector."""
         super().__init__(data, subentry)
         self._attr_supported_features = ai_task.AITaskEntityFeature.GENERATE_DATA
-        if data.coordinator.data.supports_vision:
+        if self.model_props.supports_vision or self.model_props.router:
             self._attr_supported_features |= (
                 ai_task.AITaskEntityFeature.SUPPORT_ATTACHMENTS
             )

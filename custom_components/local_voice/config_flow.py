@@ -30,6 +30,7 @@ from homeassistant.helpers.selector import (
 from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 
 from .const import (
+    CONF_MODEL,
     CONF_SERVICE,
     DEFAULT_AI_TASK_NAME,
     DEFAULT_ASR_PORT,
@@ -132,18 +133,19 @@ def _wyoming_unique_id(service: str, host: str, port: int) -> str:
     return f"{service}-{host.strip().lower()}-{port}"
 
 
-def _default_subentries() -> list[ConfigSubentryData]:
-    """Give a new llama-server entry a conversation agent and an AI task entity."""
+def _default_subentries(model: str | None) -> list[ConfigSubentryData]:
+    """Give a new entry an agent and an AI task (a router's: on the model it picks)."""
+    chosen = {CONF_MODEL: model} if model else {}
     return [
         ConfigSubentryData(
             subentry_type=SUBENTRY_CONVERSATION,
-            data=dict(RECOMMENDED_CONVERSATION_OPTIONS),
+            data={**RECOMMENDED_CONVERSATION_OPTIONS, **chosen},
             title=DEFAULT_CONVERSATION_NAME,
             unique_id=None,
         ),
         ConfigSubentryData(
             subentry_type=SUBENTRY_AI_TASK,
-            data=dict(RECOMMENDED_AI_TASK_OPTIONS),
+            data={**RECOMMENDED_AI_TASK_OPTIONS, **chosen},
             title=DEFAULT_AI_TASK_NAME,
             unique_id=None,
         ),
@@ -160,6 +162,8 @@ class LocalVoiceConfigFlow(ConfigFlow, domain=DOMAIN):
         """Hold what a multi-step flow learns between steps."""
         self._data: dict[str, Any] = {}
         self._title = ""
+        #: On a router: the model the new entry's agent and AI task name.
+        self._model: str | None = None
         self._discovery: HassioServiceInfo | None = None
 
     async def async_step_user(
@@ -197,7 +201,8 @@ class LocalVoiceConfigFlow(ConfigFlow, domain=DOMAIN):
         """Create the entry, or first warn when the chat template has no tools."""
         self._data = data
         self._title = self._title or props.model
-        if not props.supports_tools:
+        self._model = props.model_for(None)
+        if not props.supports_tools and not props.router:
             return await self.async_step_template_without_tools()
         return self._async_create_llama_entry()
 
@@ -216,7 +221,9 @@ class LocalVoiceConfigFlow(ConfigFlow, domain=DOMAIN):
     def _async_create_llama_entry(self) -> ConfigFlowResult:
         """Create a llama-server entry with its default subentries."""
         return self.async_create_entry(
-            title=self._title, data=self._data, subentries=_default_subentries()
+            title=self._title,
+            data=self._data,
+            subentries=_default_subentries(self._model),
         )
 
     async def async_step_asr(

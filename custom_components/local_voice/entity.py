@@ -79,6 +79,16 @@ class LlamaServerEntity(CoordinatorEntity[LlamaServerCoordinator]):
         )
 
     @property
+    def model_props(self) -> ServerProps:
+        """Return the properties of the model this entity's requests go to.
+
+        On a router, the model's own once it is loaded; before, the router's, which
+        knows neither its context size nor what it can do (`router` is then True).
+        """
+        props = self.coordinator.data
+        return props.loaded.get(self.model, props) if self.model else props
+
+    @property
     def options(self) -> Mapping[str, Any]:
         """Return the subentry's options, with the model its requests name."""
         if self.model is None:

@@ -136,10 +136,9 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
         )
         if last_user is None or not last_user.attachments:
             return []
-        if not self.coordinator.data.supports_vision:
-            raise AgentError(
-                "llm_vision_unsupported", model=self.coordinator.data.model
-            )
+        props = self.model_props
+        if not props.supports_vision and not props.router:
+            raise AgentError("llm_vision_unsupported", model=props.model)
         return await self.hass.async_add_executor_job(
             image_parts, [attachment.path for attachment in last_user.attachments]
         )
@@ -154,7 +153,7 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
         newest turn are never dropped.
         """
         payload = build(drop)
-        n_ctx = self.coordinator.data.n_ctx
+        n_ctx = self.model_props.n_ctx
         if n_ctx <= 0 or n_turns <= 1:
             return payload, drop
         reserve = min(

@@ -91,13 +91,19 @@ def _context(state: ServerState) -> Problem | None:
 
 
 def _tools(state: ServerState) -> Problem | None:
-    """Report agents offering tools to a chat template that cannot show them."""
-    if state.props.supports_tools or not state.tool_agents:
+    """Report agents offering tools to a chat template that cannot show them.
+
+    On a router, the templates of its loaded models (nothing is known of the others).
+    """
+    props = state.props
+    models = list(props.loaded.values()) if props.router else [props]
+    lacking = next((model for model in models if not model.supports_tools), None)
+    if lacking is None or not state.tool_agents:
         return None
     return Problem(
         "no_tool_support",
         _worded("no_tool_support", state),
-        {"model": state.props.model, "agents": str(state.tool_agents)},
+        {"model": lacking.model, "agents": str(state.tool_agents)},
     )
 
 

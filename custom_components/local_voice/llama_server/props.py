@@ -79,7 +79,7 @@ class ServerProps:
         if not listed:
             raise NotLlamaServer("the router has no models")
         return cls(
-            model="router",
+            model="llama-server router",
             n_ctx=0,
             total_slots=0,
             supports_tools=False,
