@@ -29,6 +29,9 @@ from custom_components.local_voice.const import (
     SERVICE_LLAMA,
     SUBENTRY_CONVERSATION,
 )
+from custom_components.local_voice.diagnostics import (
+    async_get_config_entry_diagnostics,
+)
 from homeassistant import config_entries
 from homeassistant.components import conversation
 from homeassistant.config_entries import ConfigSubentryData
@@ -179,6 +182,11 @@ async def test_router_agents_answer_on_their_own_models(
     # Each model kept its own warmed cache: every chat took the whole system
     # prompt (30-odd tokens) from it, and read only its context block and words.
     assert all(timings["cache_n"] >= 30 for _, _, timings in chats), chats
+    # Diagnostics show each model's slots and what they hold.
+    diagnostics = await async_get_config_entry_diagnostics(hass, entry)
+    for model in ("qwen", "smol"):
+        assert diagnostics["models"][model]["slots"], model
+        assert diagnostics["models"][model]["held"], model
 
 
 @pytest.mark.parametrize("router", [1], indirect=True)

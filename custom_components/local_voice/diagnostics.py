@@ -34,6 +34,8 @@ async def async_get_config_entry_diagnostics(
         diagnostics["server_slots"] = await _async_server_slots(data)
         # Pinned slots and prompt_n / cache_n of recent requests: is the cache reused?
         diagnostics["chat"] = data.slots.as_dict()
+        if models := data.coordinator.model_slots:  # a router: each model's slots
+            diagnostics["models"] = {name: s.as_dict() for name, s in models.items()}
         return _without_user_info(diagnostics)
     service = entry.data["service"]
     diagnostics["server"] = data.coordinator.data and {
