@@ -204,6 +204,13 @@ async def test_router_past_models_max_loads_each_model_by_its_chat(
     await hass.async_block_till_done(wait_background_tasks=True)
     assert set((await loaded_models(router)).values()) == {"unloaded"}
     assert proxy.exchanges == []
+    # Every switch costs a load and the cache: a repair says so.
+    issue = ir.async_get(hass).async_get_issue(
+        DOMAIN, f"models_switch_{entry.entry_id}"
+    )
+    assert issue is not None
+    assert issue.translation_placeholders is not None
+    assert issue.translation_placeholders["models"] == "qwen, smol"
     ids = agents(hass, entry)
     assert await ask(hass, ids["Quick"], "Say hello.")
     assert (await loaded_models(router))["smol"] == "loaded"
@@ -224,6 +231,21 @@ async def test_router_model_that_cannot_load_is_said(
     assert said.startswith("The model is not available"), said
     assert "broken" in said
     assert await ask(hass, ids["Quick"], "Say hello.")
+
+
+async def test_router_model_gone_is_a_repair(
+    hass: HomeAssistant, proxy: RecordingProxy
+) -> None:
+    """An agent naming a model the router lacks raises a repair listing its models."""
+    entry = await setup_entry(hass, router_entry(proxy.url, {"Old": "gone"}))
+    issue = ir.async_get(hass).async_get_issue(
+        DOMAIN, f"model_missing_{entry.entry_id}"
+    )
+    assert issue is not None
+    assert issue.severity is ir.IssueSeverity.ERROR
+    assert issue.translation_placeholders is not None
+    assert issue.translation_placeholders["missing"] == "gone"
+    assert issue.translation_placeholders["models"] == ", ".join(MODELS)
 
 
 async def test_router_subentry_picks_its_model(

@@ -55,6 +55,20 @@ BROKEN = replace(
 )
 
 
+# A router whose agents use three models, keeps two loaded, and lacks one of them.
+ROUTER = replace(
+    HEALTHY,
+    props=replace(
+        PROPS,
+        models=(("a", "loaded"), ("b", "loaded"), ("c", "unloaded")),
+        models_max=2,
+    ),
+    models_used=("a", "b", "gone", "a"),
+)
+ROUTER_KINDS = ["models_switch", "model_missing"]
+PLAIN_KINDS = [kind for kind in KINDS if kind not in ROUTER_KINDS]
+
+
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations() -> None:
     """Override the suite's Home Assistant set-up: nothing here needs it."""
@@ -73,9 +87,11 @@ def test_healthy_server_has_no_problem() -> None:
 
 def test_each_problem_and_its_wording() -> None:
     """Every kind, worded for llama-server's flags or for the add-on's options."""
-    assert [p.kind for p in find_problems(BROKEN)] == list(KINDS)
-    assert _kinds(BROKEN) == list(KINDS)
-    assert _kinds(replace(BROKEN, addon=True)) == [f"{kind}_addon" for kind in KINDS]
+    assert [p.kind for p in find_problems(BROKEN)] == PLAIN_KINDS
+    assert _kinds(BROKEN) == PLAIN_KINDS
+    assert _kinds(replace(BROKEN, addon=True)) == [f"{k}_addon" for k in PLAIN_KINDS]
+    assert _kinds(ROUTER) == ROUTER_KINDS
+    assert _kinds(replace(ROUTER, addon=True)) == [f"{k}_addon" for k in ROUTER_KINDS]
     numbers = {p.kind: p.placeholders for p in find_problems(BROKEN)}
     assert numbers["context_too_small"] == {
         "prefix": "3500",
@@ -110,6 +126,8 @@ def test_every_wording_has_its_text() -> None:
         *find_problems(BROKEN),
         *find_problems(replace(BROKEN, addon=True)),
         *find_problems(clock),
+        *find_problems(ROUTER),
+        *find_problems(replace(ROUTER, addon=True)),
     ]
     assert {p.translation_key for p in problems} == set(strings)
     for problem in problems:
@@ -124,6 +142,23 @@ def test_every_wording_has_its_text() -> None:
                 strings[problem.translation_key]["description"]
             )
         }, problem.translation_key
+
+
+def test_router_problems_and_their_numbers() -> None:
+    """Agents on more models than the router keeps, or on one it lacks."""
+    numbers = {p.kind: (p.placeholders, p.error) for p in find_problems(ROUTER)}
+    assert numbers["models_switch"] == (
+        {"count": "3", "models": "a, b, gone", "models_max": "2"},
+        False,
+    )
+    assert numbers["model_missing"] == ({"missing": "gone", "models": "a, b, c"}, True)
+    # As many models as it keeps, all of them on the router: nothing to report;
+    # no limit (--models-max 0) neither; a server of one model is never judged so.
+    fine = replace(ROUTER, models_used=("a", "b", "a"))
+    assert find_problems(fine) == []
+    unlimited = replace(ROUTER, props=replace(ROUTER.props, models_max=0))
+    assert _kinds(unlimited) == ["model_missing"]
+    assert find_problems(replace(HEALTHY, models_used=("x", "y", "z"))) == []
 
 
 def test_severity() -> None:

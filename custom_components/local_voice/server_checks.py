@@ -26,8 +26,16 @@ CACHE_MISSES_TO_REPORT = 2
 # A suggested context size is rounded up to a multiple of this.
 _CONTEXT_STEP = 1024
 
-#: Every kind of problem: each is one repairs issue per server.
-KINDS = ("context_too_small", "no_tool_support", "cache_not_reused", "slots_shared")
+#: Every kind of problem: each is one repairs issue per server. The last two are a
+#: router's: its agents use more models than it keeps loaded, or one it lacks.
+KINDS = (
+    "context_too_small",
+    "no_tool_support",
+    "cache_not_reused",
+    "slots_shared",
+    "models_switch",
+    "model_missing",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +52,8 @@ class ServerState:
     misses: CacheMisses | None
     #: The server is the llama-server add-on (it announced itself): name its options.
     addon: bool
+    #: On a router: the model each of the entry's agents and AI tasks names.
+    models_used: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +158,36 @@ def _slots(state: ServerState) -> Problem | None:
     )
 
 
+def _switching(state: ServerState) -> Problem | None:
+    """Report agents on more models than a router keeps loaded.
+
+    Each turn on another model then waits for its load and reads its whole prompt.
+    """
+    used, most = sorted(set(state.models_used)), state.props.models_max
+    if not state.props.router or not most or len(used) <= most:
+        return None
+    return Problem(
+        "models_switch",
+        _worded("models_switch", state),
+        {"count": str(len(used)), "models": ", ".join(used), "models_max": str(most)},
+    )
+
+
+def _missing(state: ServerState) -> Problem | None:
+    """Report agents naming a model the router does not have (any more)."""
+    props = state.props
+    missing = sorted(set(state.models_used) - set(props.model_names))
+    if not props.router or not missing:
+        return None
+    return Problem(
+        "model_missing",
+        _worded("model_missing", state),
+        {"missing": ", ".join(missing), "models": ", ".join(props.model_names)},
+        error=True,
+    )
+
+
 def find_problems(state: ServerState) -> list[Problem]:
     """Return every problem the server's state shows (at most one of each kind)."""
-    checks = (_context, _tools, _cache, _slots)
+    checks = (_context, _tools, _cache, _slots, _switching, _missing)
     return [problem for check in checks if (problem := check(state)) is not None]

@@ -15,7 +15,7 @@ from homeassistant.const import CONF_LLM_HASS_API
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 
-from .const import DOMAIN, SUBENTRY_CONVERSATION
+from .const import CONF_MODEL, DOMAIN, SUBENTRY_CONVERSATION
 from .coordinator import LlamaConfigEntry, LlamaServerCoordinator
 from .llama_server.url import strip_user_info
 from .server_checks import KINDS, ServerState, find_problems
@@ -50,13 +50,19 @@ class ServerIssues:
             if subentry.subentry_type == SUBENTRY_CONVERSATION
             and subentry.data.get(CONF_LLM_HASS_API)
         )
+        props = self.coordinator.data
+        used = tuple(
+            props.model_for(subentry.data.get(CONF_MODEL)) or ""
+            for subentry in entry.subentries.values()
+        )
         return ServerState(
-            props=self.coordinator.data,
+            props=props,
             prefix_tokens=max(self.slots.prefix_tokens.values(), default=None),
             tool_agents=tool_agents,
             conversations=len(self.slots.pinned),
             misses=self.slots.misses,
             addon=entry.source == SOURCE_HASSIO,
+            models_used=used if props.router else (),
         )
 
     @callback
