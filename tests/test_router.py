@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.local_voice.const import (
     CONF_MAX_TOKENS,
@@ -39,6 +40,7 @@ from homeassistant.const import CONF_LLM_HASS_API, CONF_URL
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
+from homeassistant.setup import async_setup_component
 
 from .backends import QWEN, SMOL, Backend, require, router_argv, running, start
 from .common import setup_entry
@@ -234,18 +236,38 @@ async def test_router_model_that_cannot_load_is_said(
 
 
 async def test_router_model_gone_is_a_repair(
-    hass: HomeAssistant, proxy: RecordingProxy
+    hass: HomeAssistant, proxy: RecordingProxy, hass_client: ClientSessionGenerator
 ) -> None:
-    """An agent naming a model the router lacks raises a repair listing its models."""
+    """An agent naming a model the router lacks: a repair whose fix picks another."""
     entry = await setup_entry(hass, router_entry(proxy.url, {"Old": "gone"}))
-    issue = ir.async_get(hass).async_get_issue(
-        DOMAIN, f"model_missing_{entry.entry_id}"
-    )
+    issues = ir.async_get(hass)
+    issue_id = f"model_missing_{entry.entry_id}"
+    issue = issues.async_get_issue(DOMAIN, issue_id)
     assert issue is not None
-    assert issue.severity is ir.IssueSeverity.ERROR
+    assert (issue.severity, issue.is_fixable) == (ir.IssueSeverity.ERROR, True)
     assert issue.translation_placeholders is not None
     assert issue.translation_placeholders["missing"] == "gone"
     assert issue.translation_placeholders["models"] == ", ".join(MODELS)
+
+    # The fix, through Home Assistant's repairs API as the frontend calls it.
+    assert await async_setup_component(hass, "repairs", {})
+    client = await hass_client()
+    resp = await client.post(
+        "/api/repairs/issues/fix", json={"handler": DOMAIN, "issue_id": issue_id}
+    )
+    flow = await resp.json()
+    assert flow["step_id"] == "init", flow
+    assert flow["description_placeholders"]["agents"] == "Old"
+    resp = await client.post(
+        f"/api/repairs/issues/fix/{flow['flow_id']}", json={CONF_MODEL: "smol"}
+    )
+    assert (await resp.json())["type"] == "create_entry"
+    await hass.async_block_till_done()
+    (subentry,) = entry.subentries.values()
+    assert subentry.data[CONF_MODEL] == "smol"
+    # The entry reloaded on its new model: the repair is gone, the agent answers.
+    assert issues.async_get_issue(DOMAIN, issue_id) is None
+    assert await ask(hass, agents(hass, entry)["Old"], "Say hello.")
 
 
 async def test_router_subentry_picks_its_model(

@@ -4,8 +4,8 @@ Thin glue around `server_checks.find_problems`: after each poll of /props and af
 each chat and warm-up, every problem found is raised as a repairs issue (one per
 kind and server) and every other kind is cleared, so an issue goes away by itself
 once the server is fixed. Issues name the add-on's options for an entry the add-on
-announced (Supervisor discovery), llama-server's flags otherwise. Not fixable from
-Home Assistant: the fix is on the server.
+announced (Supervisor discovery), llama-server's flags otherwise. Only a router's
+missing model is fixed from Home Assistant (repairs.py); the rest, on the server.
 """
 
 from __future__ import annotations
@@ -87,7 +87,9 @@ class ServerIssues:
                 self.hass,
                 DOMAIN,
                 issue_id(self.entry, kind),
-                is_fixable=False,
+                # A missing model is picked here (repairs.py); the rest, on the server.
+                is_fixable=kind == "model_missing",
+                data={"entry_id": self.entry.entry_id},
                 severity=ir.IssueSeverity.ERROR
                 if problem.error
                 else ir.IssueSeverity.WARNING,
