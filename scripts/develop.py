@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 import json
 from pathlib import Path
 import subprocess
@@ -19,6 +19,7 @@ import sys
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from custom_components.local_voice.const import (
+    CONF_MODEL,
     CONF_SERVICE,
     DEFAULT_AI_TASK_NAME,
     DEFAULT_ASR_PORT,
@@ -139,6 +140,11 @@ def _entry(
     )
 
 
+def _model(model: str) -> dict[str, str]:
+    """Return a subentry's model option (on a router; none otherwise)."""
+    return {CONF_MODEL: model} if model else {}
+
+
 def write_config(
     config: Path,
     llama: Backend,
@@ -147,8 +153,13 @@ def write_config(
     *,
     yaml: str = CONFIGURATION_YAML,
     rooms: Mapping[str, str] = LIGHT_ROOMS,
+    models: Sequence[str] = (),
 ) -> None:
-    """Create configuration.yaml, the three entries and the lights' rooms, once."""
+    """Create configuration.yaml, the three entries and the lights' rooms, once.
+
+    `models`: llama is a router; one agent per model (named after it), the AI task
+    on the first.
+    """
     config.mkdir(parents=True, exist_ok=True)
     (config / "custom_components").mkdir(exist_ok=True)
     link = config / "custom_components" / DOMAIN
@@ -160,23 +171,26 @@ def write_config(
     storage = config / ".storage" / STORAGE_KEY
     if storage.exists():
         return
-    conversation = ConfigSubentryData(
-        subentry_type=SUBENTRY_CONVERSATION,
-        title=DEFAULT_CONVERSATION_NAME,
-        data=dict(RECOMMENDED_CONVERSATION_OPTIONS),
-        unique_id=None,
-    )
+    agents = [
+        ConfigSubentryData(
+            subentry_type=SUBENTRY_CONVERSATION,
+            title=f"{DEFAULT_CONVERSATION_NAME} {model}".strip(),
+            data={**RECOMMENDED_CONVERSATION_OPTIONS, **_model(model)},
+            unique_id=None,
+        )
+        for model in models or [""]
+    ]
     ai_task = ConfigSubentryData(
         subentry_type=SUBENTRY_AI_TASK,
         title=DEFAULT_AI_TASK_NAME,
-        data=dict(RECOMMENDED_AI_TASK_OPTIONS),
+        data={**RECOMMENDED_AI_TASK_OPTIONS, **_model(next(iter(models), ""))},
         unique_id=None,
     )
     entries = [
         _entry(
             "llama-server",
             {CONF_SERVICE: SERVICE_LLAMA, "url": llama.url},
-            [conversation, ai_task],
+            [*agents, ai_task],
         ),
         _entry(
             "whisper.cpp",

@@ -1,16 +1,22 @@
 """Start a real Home Assistant with local_voice against the real backends and check it.
 
 Run by scripts/smoke-latest in a venv holding only the newest Home Assistant release;
-Home Assistant installs the requirements of the components it loads by itself.
+Home Assistant installs the requirements of the components it loads by itself. With
+`--router`, llama-server is a router of Qwen2.5-Coder-0.5B and SmolLM2 with an agent
+on each: each agent must answer, and the router's log must show the chat in the
+child server of that agent's model.
 """
 
 from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+import json
 from pathlib import Path
 import sys
 import tempfile
+from typing import Any
+import urllib.request
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -21,15 +27,27 @@ from custom_components.local_voice.const import DOMAIN
 from homeassistant import bootstrap, runner
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_UNAVAILABLE, __version__
-from homeassistant.core import Context
+from homeassistant.core import Context, HomeAssistant
 from homeassistant.helpers import entity_registry as er
-from tests.backends import QWEN, ROOT, asr_argv, llama_argv, start, tts_argv
+from tests.backends import (
+    QWEN,
+    ROOT,
+    Backend,
+    asr_argv,
+    llama_argv,
+    router_argv,
+    start,
+    tts_argv,
+)
 
 CONFIGURATION_YAML = "assist_pipeline:\nconversation:\n"
 
 
-async def check(config: Path) -> None:
-    """Boot Home Assistant, check every local_voice entry and entity, talk once."""
+async def check(config: Path, router: Backend | None) -> None:
+    """Boot Home Assistant, check every local_voice entry and entity, talk once.
+
+    On a router, talk once to each agent.
+    """
     hass = await bootstrap.async_setup_hass(
         runner.RuntimeConfig(config_dir=str(config), skip_pip=False, safe_mode=False)
     )
@@ -50,35 +68,94 @@ async def check(config: Path) -> None:
         # Imported once Home Assistant has installed the component's requirements.
         from homeassistant.components import conversation  # noqa: PLC0415
 
-        agent = next(
+        agents = [
             e.entity_id
             for e in registry.entities.values()
             if e.platform == DOMAIN and e.domain == "conversation"
-        )
-        result = await conversation.async_converse(
-            hass, "Say hello in three words.", None, Context(), agent_id=agent
-        )
-        speech = result.response.speech["plain"]["speech"]
-        assert speech, result.as_dict()
-        print(f"ok: {agent} answered {speech!r}")
+        ]
+        if router:
+            await _until_models_warm(hass, router)
+        for agent in agents if router else agents[:1]:
+            count = hass.async_add_executor_job
+            before = await count(_chats_by_model, router) if router else {}
+            result = await conversation.async_converse(
+                hass, "Say hello in three words.", None, Context(), agent_id=agent
+            )
+            speech = result.response.speech["plain"]["speech"]
+            assert speech, result.as_dict()
+            print(f"ok: {agent} answered {speech!r}")
+            if router:
+                after = await count(_chats_by_model, router)
+                (model,) = [m for m in after if after[m] != before.get(m, 0)]
+                assert agent.endswith(model), (agent, before, after)
+                print(f"ok: the router's log shows {agent}'s chat on model {model}")
     finally:
         await hass.async_stop()
     print(f"smoke-latest: local_voice works on Home Assistant {__version__}")
 
 
+def _router_models(router: Backend) -> list[dict[str, Any]]:
+    """Return the router's models (`/models`), with their status."""
+    with urllib.request.urlopen(f"{router.url}/models", timeout=10) as resp:
+        listed: list[dict[str, Any]] = json.load(resp)["data"]
+    return listed
+
+
+def _chats_by_model(router: Backend | None) -> dict[str, int]:
+    """Count the requests each loaded model's child server logged (`[port] …`)."""
+    assert router is not None
+    listed = _router_models(router)
+    ports = {
+        model["id"]: args[args.index("--port") + 1]
+        for model in listed
+        if "--port" in (args := model["status"].get("args", []))
+        and model["status"]["value"] == "loaded"
+    }
+    lines = router.log.read_text(errors="replace").splitlines()
+    return {
+        model: sum(
+            1
+            for line in lines
+            if line.startswith(f"[{port}] ") and "launch_slot_" in line
+        )
+        for model, port in ports.items()
+    }
+
+
+async def _until_models_warm(hass: HomeAssistant, router: Backend) -> None:
+    """Wait until the router has loaded the agents' models and they are warmed."""
+    for _ in range(600):
+        listed = await hass.async_add_executor_job(_router_models, router)
+        if all(m["status"]["value"] == "loaded" for m in listed if m["id"] != "broken"):
+            break
+        await asyncio.sleep(0.5)
+    (entry,) = [e for e in hass.config_entries.async_entries(DOMAIN) if "url" in e.data]
+    await entry.runtime_data.coordinator.async_refresh()
+    await hass.async_block_till_done(wait_background_tasks=True)
+
+
 def main() -> None:
     """Start the backends, run the check, stop everything."""
+    router = sys.argv[1:] == ["--router"]
     logs = ROOT / ".dev" / "smoke-logs"
     logs.mkdir(parents=True, exist_ok=True)
     backends = []
     try:
-        backends.append(start("llama", llama_argv(QWEN), "http", logs))
+        if router:
+            argv = router_argv(logs / "router-models.ini", models_max=2)
+            backends.append(start("router", argv, "http", logs))
+        else:
+            backends.append(start("llama", llama_argv(QWEN), "http", logs))
         backends.append(start("asr", asr_argv(), "tcp", logs))
         backends.append(start("tts", tts_argv(), "tcp", logs))
+        models = ("qwen", "smol") if router else ()
         with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(1) as pool:
-            write_config(Path(tmp), *backends, yaml=CONFIGURATION_YAML, rooms={})
+            write_config(
+                Path(tmp), *backends, yaml=CONFIGURATION_YAML, rooms={}, models=models
+            )
             # Home Assistant's loop guards blocking calls in the thread it ran in.
-            pool.submit(asyncio.run, check(Path(tmp))).result()
+            checked = check(Path(tmp), backends[0] if router else None)
+            pool.submit(asyncio.run, checked).result()
     finally:
         for backend in backends:
             backend.stop()
