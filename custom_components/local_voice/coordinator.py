@@ -14,7 +14,7 @@ from typing import Any
 
 from wyoming.info import Info
 
-from homeassistant.config_entries import ConfigEntry
+from homeassistant.config_entries import ConfigEntry, ConfigSubentry
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
@@ -59,6 +59,11 @@ class WyomingData:
     timings: deque[dict[str, Any]] = field(
         default_factory=lambda: deque(maxlen=SPEECH_TIMINGS_KEPT)
     )
+
+
+def subentry_model(props: ServerProps, subentry: ConfigSubentry) -> str | None:
+    """Return the model a subentry's requests name on this server (None: one model)."""
+    return props.model_for(subentry.data.get(CONF_MODEL))
 
 
 class LlamaServerCoordinator(DataUpdateCoordinator[ServerProps]):
@@ -169,7 +174,7 @@ class LlamaServerCoordinator(DataUpdateCoordinator[ServerProps]):
         by its first chat instead.
         """
         used = {
-            props.model_for(subentry.data.get(CONF_MODEL))
+            subentry_model(props, subentry)
             for subentry in self.config_entry.subentries.values()
         }
         if props.models_max and len(used) > props.models_max:

@@ -20,6 +20,7 @@ from .coordinator import (
     LlamaServerData,
     WyomingCoordinator,
     WyomingData,
+    subentry_model,
 )
 from .llama_server.props import ServerProps
 
@@ -60,7 +61,7 @@ class LlamaServerEntity(CoordinatorEntity[LlamaServerCoordinator]):
         entry = data.coordinator.config_entry
         self.client = data.client
         #: On a router, the model this entity's requests name (its own slots).
-        self.model = data.coordinator.data.model_for(subentry.data.get(CONF_MODEL))
+        self.model = subentry_model(data.coordinator.data, subentry)
         self.slots = data.coordinator.slots_for(self.model)
         self.subentry = subentry
         self._attr_unique_id = subentry.subentry_id

@@ -17,7 +17,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.selector import SelectSelector, SelectSelectorConfig
 
 from .const import CONF_MODEL
-from .coordinator import LlamaConfigEntry
+from .coordinator import LlamaConfigEntry, subentry_model
 from .llama_server.url import strip_user_info
 
 
@@ -42,7 +42,7 @@ class MissingModelFlow(RepairsFlow):
         stranded = [
             subentry
             for subentry in entry.subentries.values()
-            if props.model_for(subentry.data.get(CONF_MODEL)) not in props.model_names
+            if subentry_model(props, subentry) not in props.model_names
         ]
         # The first step gets {"issue_id": ...} from the repairs API; the form, a model.
         chosen = (user_input or {}).get(CONF_MODEL)

@@ -15,8 +15,8 @@ from homeassistant.const import CONF_LLM_HASS_API
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 
-from .const import CONF_MODEL, DOMAIN, SUBENTRY_CONVERSATION
-from .coordinator import LlamaConfigEntry, LlamaServerCoordinator
+from .const import DOMAIN, SUBENTRY_CONVERSATION
+from .coordinator import LlamaConfigEntry, LlamaServerCoordinator, subentry_model
 from .llama_server.url import strip_user_info
 from .server_checks import KINDS, ServerState, find_problems
 from .slots import SlotManager
@@ -52,7 +52,7 @@ class ServerIssues:
         )
         props = self.coordinator.data
         used = tuple(
-            props.model_for(subentry.data.get(CONF_MODEL)) or ""
+            subentry_model(props, subentry) or ""
             for subentry in entry.subentries.values()
         )
         return ServerState(
