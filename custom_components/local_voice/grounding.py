@@ -306,7 +306,7 @@ def _call_words(args: Mapping[str, Any], everything: list[Exposed]) -> list[str]
         value = args.get(key)
         if not isinstance(value, str):
             continue
-        said = segment(words(value), _vocabulary(everything))
+        said = segment(words(value), lambda: _vocabulary(everything))
         if key != "name" and not any(
             any(similar(w, n) for n in e.name_words) for w in said for e in everything
         ):
@@ -318,7 +318,7 @@ def _call_words(args: Mapping[str, Any], everything: list[Exposed]) -> list[str]
 def said_words(utterance: Utterance, everything: list[Exposed]) -> list[str]:
     """Return the user's words, less a place they named that the home lacks."""
     guessed = {w for w in utterance.place_words if not known(w, everything)}
-    said = segment(utterance.words, _vocabulary(everything))
+    said = segment(utterance.words, lambda: _vocabulary(everything))
     return [word for word in said if word not in guessed]
 
 

@@ -9,7 +9,7 @@ speech-to-text writes a name in either ("きちん" for "キッチン").
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 import difflib
 import unicodedata
 
@@ -81,15 +81,18 @@ def _wide(word: str) -> bool:
     return any(unicodedata.east_asian_width(char) in "WF" for char in word)
 
 
-def segment(found: Iterable[str], vocabulary: Iterable[str]) -> list[str]:
+def segment(found: list[str], vocabulary: Callable[[], Iterable[str]]) -> list[str]:
     """Return the words, each run of CJK text read as the home's words inside it.
 
     The run is scanned from its start: where one of the home's CJK words begins,
     exactly or with one character more or less at MIN_SIMILARITY ("キチン" for
     "キッチン"), it is taken whole (the best, then the longest); other characters
-    (particles, verbs, endings) are passed over.
+    (particles, verbs, endings) are passed over. `vocabulary` gives the home's
+    words; it is asked only when some word is CJK (most turns have none).
     """
-    home = sorted({word for word in vocabulary if _wide(word)}, key=len, reverse=True)
+    if not any(map(_wide, found)):
+        return found
+    home = sorted({word for word in vocabulary() if _wide(word)}, key=len, reverse=True)
     out: list[str] = []
     for word in found:
         if not _wide(word) or word in home:
