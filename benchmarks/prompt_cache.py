@@ -90,7 +90,13 @@ from custom_components.local_voice.const import (  # noqa: E402
     CONF_TOP_P,
 )
 from home import create_areas  # noqa: E402
-from tests.backends import QWEN, QWEN_TEMPLATE, llama_argv, start  # noqa: E402
+from tests.backends import (  # noqa: E402
+    QWEN,
+    QWEN_TEMPLATE,
+    llama_argv,
+    router_argv,
+    start,
+)
 from tests.common import llama_entry  # noqa: E402
 from tests.conversation_support import RecordingProxy  # noqa: E402
 
@@ -488,18 +494,17 @@ def arguments(doc: str, chats: int, chats_help: str) -> argparse.ArgumentParser:
 
 def router_server_argv(cache_ram: int | None, folder: Path) -> list[str]:
     """Return a llama-server router's command line with the same model and flags."""
-    binary = server_argv(cache_ram)[0]
-    extra = f"cache-ram = {cache_ram}\n" if cache_ram is not None else ""
-    preset = folder / "models.ini"
-    preset.write_text(
-        f"[{ROUTER_MODEL}]\nmodel = {QWEN}\njinja = true\nctx-size = 16384\n"
-        f"parallel = 2\nthreads = {os.cpu_count() or 2}\n"
-        f"chat-template-file = {QWEN_TEMPLATE}\n{extra}"
-    )
-    return [
-        binary, "--models-preset", str(preset), "--models-max", "1",
-        "--host", "127.0.0.1", "--port", "{port}", "--no-webui",
-    ]  # fmt: skip
+    keys: dict[str, object] = {
+        "model": QWEN,
+        "jinja": "true",
+        "ctx-size": 16384,
+        "parallel": 2,
+        "threads": os.cpu_count() or 2,
+        "chat-template-file": QWEN_TEMPLATE,
+    }
+    if cache_ram is not None:
+        keys["cache-ram"] = cache_ram
+    return router_argv(folder / "models.ini", {ROUTER_MODEL: keys}, models_max=1)
 
 
 def server_argv(cache_ram: int | None) -> list[str]:

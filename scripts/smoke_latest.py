@@ -36,6 +36,7 @@ from tests.backends import (
     asr_argv,
     llama_argv,
     router_argv,
+    router_models,
     start,
     tts_argv,
 )
@@ -142,7 +143,8 @@ def main() -> None:
     backends = []
     try:
         if router:
-            argv = router_argv(logs / "router-models.ini", models_max=2)
+            preset = logs / "router-models.ini"
+            argv = router_argv(preset, router_models(preset), models_max=2)
             backends.append(start("router", argv, "http", logs))
         else:
             backends.append(start("llama", llama_argv(QWEN), "http", logs))

@@ -8,7 +8,7 @@ with a message saying how to get it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 import contextlib
 from dataclasses import dataclass
 import os
@@ -163,25 +163,50 @@ def llama_argv(model: Path, *extra: str, ctx: int = 8192, slots: int = 2) -> lis
     return argv
 
 
-def router_argv(preset: Path, models_max: int) -> list[str]:
-    """Return a llama-server router command line: Qwen and SmolLM2 in one preset.
+def router_argv(
+    preset: Path, models: Mapping[str, Mapping[str, object]], models_max: int
+) -> list[str]:
+    """Return a llama-server router command line on a preset it writes.
 
-    Each model's section holds what `llama_argv` gives it on the command line (keys
-    are the long option names); a `broken` model points at a file that is no model.
+    One section per model, its keys llama-server's long option names.
     """
-    threads = str(os.cpu_count() or 2)
     preset.write_text(
-        f"[qwen]\nmodel = {QWEN}\nchat-template-file = {QWEN_TEMPLATE}\n"
-        f"ctx-size = 8192\nparallel = 2\nthreads = {threads}\njinja = true\n\n"
-        f"[smol]\nmodel = {SMOL}\nctx-size = 4096\nparallel = 2\n"
-        f"threads = {threads}\njinja = true\n\n"
-        f"[broken]\nmodel = {preset}\n"
+        "\n".join(
+            f"[{name}]\n" + "".join(f"{key} = {value}\n" for key, value in keys.items())
+            for name, keys in models.items()
+        )
     )
     return [
         str(BACKENDS / "llama-server"), "--models-preset", str(preset),
         "--models-max", str(models_max), "--host", "127.0.0.1", "--port", "{port}",
         "--no-webui",
     ]  # fmt: skip
+
+
+def router_models(preset: Path) -> dict[str, dict[str, object]]:
+    """Qwen and SmolLM2 as `llama_argv` starts them, and a `broken` model.
+
+    The broken one points at the preset file itself: a file that is no model.
+    """
+    threads = os.cpu_count() or 2
+    return {
+        "qwen": {
+            "model": QWEN,
+            "chat-template-file": QWEN_TEMPLATE,
+            "ctx-size": 8192,
+            "parallel": 2,
+            "threads": threads,
+            "jinja": "true",
+        },
+        "smol": {
+            "model": SMOL,
+            "ctx-size": 4096,
+            "parallel": 2,
+            "threads": threads,
+            "jinja": "true",
+        },
+        "broken": {"model": preset},
+    }
 
 
 def asr_argv(model: str = "tiny.en") -> list[str]:

@@ -42,7 +42,16 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
 from homeassistant.setup import async_setup_component
 
-from .backends import QWEN, SMOL, Backend, require, router_argv, running, start
+from .backends import (
+    QWEN,
+    SMOL,
+    Backend,
+    require,
+    router_argv,
+    router_models,
+    running,
+    start,
+)
 from .common import setup_entry
 from .conversation_support import RecordingProxy
 
@@ -54,7 +63,8 @@ def router(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """A fresh router: every model unloaded; `--models-max` 2 unless a test says."""
     require(QWEN, SMOL)
     models_max = getattr(request, "param", 2)
-    argv = router_argv(tmp_path / "models.ini", models_max=models_max)
+    preset = tmp_path / "models.ini"
+    argv = router_argv(preset, router_models(preset), models_max=models_max)
     with running(start("llama-router", argv, "http", tmp_path)) as srv:
         yield srv
 
