@@ -93,6 +93,7 @@ from home import create_areas  # noqa: E402
 from tests.backends import (  # noqa: E402
     QWEN,
     QWEN_TEMPLATE,
+    async_until_loaded,
     llama_argv,
     router_argv,
     start,
@@ -443,16 +444,10 @@ async def run(
 
 async def _async_router_loaded(url: str, ask: bool) -> None:
     """Wait until the router has its model loaded (asking for it first if `ask`)."""
-    async with aiohttp.ClientSession() as session:
-        if ask:
+    if ask:
+        async with aiohttp.ClientSession() as session:
             await session.post(f"{url}/models/load", json={"model": ROUTER_MODEL})
-        async with asyncio.timeout(300):
-            while True:  # the router announces no load: ask it
-                async with session.get(f"{url}/models") as resp:
-                    models = (await resp.json())["data"]
-                if models[0]["status"]["value"] == "loaded":
-                    return
-                await asyncio.sleep(0.5)
+    await async_until_loaded(url, [ROUTER_MODEL], limit=300)
 
 
 def make_plan(chats: int, seed: int, language: str = "en") -> list[Chat]:

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-import json
 from pathlib import Path
 import sys
 import tempfile
-from typing import Any
-import urllib.request
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -34,8 +31,10 @@ from tests.backends import (
     ROOT,
     Backend,
     asr_argv,
+    async_until_loaded,
     llama_argv,
     router_argv,
+    router_listing,
     router_models,
     start,
     tts_argv,
@@ -95,17 +94,10 @@ async def check(config: Path, router: Backend | None) -> None:
     print(f"smoke-latest: local_voice works on Home Assistant {__version__}")
 
 
-def _router_models(router: Backend) -> list[dict[str, Any]]:
-    """Return the router's models (`/models`), with their status."""
-    with urllib.request.urlopen(f"{router.url}/models", timeout=10) as resp:
-        listed: list[dict[str, Any]] = json.load(resp)["data"]
-    return listed
-
-
 def _chats_by_model(router: Backend | None) -> dict[str, int]:
     """Count the requests each loaded model's child server logged (`[port] …`)."""
     assert router is not None
-    listed = _router_models(router)
+    listed = router_listing(router.url)
     ports = {
         model["id"]: args[args.index("--port") + 1]
         for model in listed
@@ -125,11 +117,7 @@ def _chats_by_model(router: Backend | None) -> dict[str, int]:
 
 async def _until_models_warm(hass: HomeAssistant, router: Backend) -> None:
     """Wait until the router has loaded the agents' models and they are warmed."""
-    for _ in range(600):
-        listed = await hass.async_add_executor_job(_router_models, router)
-        if all(m["status"]["value"] == "loaded" for m in listed if m["id"] != "broken"):
-            break
-        await asyncio.sleep(0.5)
+    await async_until_loaded(router.url, ("qwen", "smol"), limit=300)
     (entry,) = [e for e in hass.config_entries.async_entries(DOMAIN) if "url" in e.data]
     await entry.runtime_data.coordinator.async_refresh()
     await hass.async_block_till_done(wait_background_tasks=True)

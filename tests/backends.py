@@ -8,9 +8,11 @@ with a message saying how to get it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import asyncio
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 import contextlib
 from dataclasses import dataclass
+import json
 import os
 from pathlib import Path
 import shutil
@@ -18,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import NoReturn
+from typing import Any, NoReturn
 import urllib.error
 import urllib.request
 
@@ -207,6 +209,24 @@ def router_models(preset: Path) -> dict[str, dict[str, object]]:
         },
         "broken": {"model": preset},
     }
+
+
+def router_listing(url: str) -> list[dict[str, Any]]:
+    """Return a router's `/models`: each model with its status (and child's args)."""
+    with urllib.request.urlopen(f"{url}/models", timeout=10) as resp:
+        listed: list[dict[str, Any]] = json.load(resp)["data"]
+    return listed
+
+
+async def async_until_loaded(url: str, names: Iterable[str], limit: float) -> None:
+    """Wait until a router says these models are loaded: it announces no load."""
+    async with asyncio.timeout(limit):
+        while True:
+            listed = await asyncio.to_thread(router_listing, url)
+            status = {model["id"]: model["status"]["value"] for model in listed}
+            if all(status[name] == "loaded" for name in names):
+                return
+            await asyncio.sleep(0.2)
 
 
 def asr_argv(model: str = "tiny.en") -> list[str]:

@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
@@ -46,8 +45,10 @@ from .backends import (
     QWEN,
     SMOL,
     Backend,
+    async_until_loaded,
     require,
     router_argv,
+    router_listing,
     router_models,
     running,
     start,
@@ -104,12 +105,8 @@ def router_entry(url: str, models: dict[str, str | None]) -> MockConfigEntry:
 
 async def loaded_models(router: Backend) -> dict[str, str]:
     """Ask the router itself which of its models are loaded."""
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"{router.url}/models") as resp,
-    ):
-        body = await resp.json()
-    return {model["id"]: model["status"]["value"] for model in body["data"]}
+    listed = await asyncio.to_thread(router_listing, router.url)
+    return {model["id"]: model["status"]["value"] for model in listed}
 
 
 def agents(hass: HomeAssistant, entry: MockConfigEntry) -> dict[str, str]:
@@ -142,16 +139,6 @@ def answered_by(exchange: tuple[bytes, bytes]) -> tuple[str, str, dict[str, Any]
     return json.loads(request)["model"], chunks[0]["model"], timings
 
 
-async def wait_loaded(router: Backend, *names: str) -> None:
-    """Wait until the router says these models are loaded."""
-    async with asyncio.timeout(120):
-        while True:  # the router announces no load: ask it
-            models = await loaded_models(router)
-            if all(models[name] == "loaded" for name in names):
-                return
-            await asyncio.sleep(0.2)
-
-
 async def test_router_agents_answer_on_their_own_models(
     hass: HomeAssistant,
     router: Backend,
@@ -165,7 +152,7 @@ async def test_router_agents_answer_on_their_own_models(
     ids = agents(hass, entry)
     # The router keeps both: they were asked for at start, as one model's server
     # has its model loaded; once the poll sees them, their slots are warmed.
-    await wait_loaded(router, "qwen", "smol")
+    await async_until_loaded(router.url, ("qwen", "smol"), limit=120)
     coordinator = entry.runtime_data.coordinator
     await coordinator.async_refresh()
     await hass.async_block_till_done(wait_background_tasks=True)
