@@ -82,6 +82,7 @@ def test_llama_cpp_is_built_as_documented() -> None:
     assert "sha256sum --check --strict" in dockerfile
     for flag in (
         "-DGGML_VULKAN=ON",
+        "-DGGML_RPC=ON",  # ggml-rpc-server, and llama-server's --rpc
         "-DGGML_BACKEND_DL=ON",
         "-DGGML_CPU_ALL_VARIANTS=ON",
         "-DGGML_NATIVE=OFF",
@@ -92,6 +93,7 @@ def test_llama_cpp_is_built_as_documented() -> None:
     assert "mesa-vulkan-drivers" in dockerfile  # RADV, ANV, NVK
     assert "amdvlk" not in dockerfile.lower()  # deprecated by AMD
     assert "llama-server --version" in dockerfile  # the image fails to build if broken
+    assert "ggml-rpc-server --help" in dockerfile
     assert match[1] in _read("llama_server", "DOCS.md")
 
 
