@@ -123,7 +123,10 @@ def test_identity_versions_and_discovery(slug: str) -> None:
     assert conf["init"] is False
     assert conf["video"] is True
     assert conf["discovery"] == DISCOVERY[slug]
-    assert conf["ports"] == {f"{PORTS[slug]}/tcp": None}
+    # Not exposed on the host unless the user maps them; llama_server's second port
+    # is the rpc_worker role's (ggml-rpc-server's default).
+    extra = {"50052/tcp": None} if slug == "llama_server" else {}
+    assert conf["ports"] == {f"{PORTS[slug]}/tcp": None, **extra}
     assert "amd64" in conf["arch"]
     assert conf["image"] == f"ghcr.io/local-voice/local_voice-{slug}"  # test_publish
     assert conf.get("apparmor", True) is True, "apparmor.txt is the profile"

@@ -7,8 +7,10 @@ are skipped): the command line must be one llama-server accepts, answering /heal
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 import json
 from pathlib import Path
+import socket
 import subprocess
 import sys
 from types import ModuleType
@@ -236,6 +238,105 @@ def test_router_models_option_errors_are_clear(
     options = default_options(SLUG, model_path=str(main), models=models)
     assert _dry_run(llama, capsys, options, tmp_path)[0] == 1
     assert error in caplog.text
+
+
+@pytest.fixture
+def worker_port() -> Iterator[int]:
+    """A loopback port that accepts connections, standing in for an RPC worker."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def test_rpc_servers_reach_the_command(
+    llama: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    worker_port: int,
+) -> None:
+    """The server role spreads its layers over the listed workers (`--rpc`)."""
+    model = tmp_path / "m.gguf"
+    model.touch()
+    workers = [f"127.0.0.1:{worker_port}", f"localhost:{worker_port}"]
+    options = default_options(SLUG, model_path=str(model), rpc_servers=workers)
+    code, command = _dry_run(llama, capsys, options, tmp_path, "--rpc-wait", "5")
+    assert code == 0
+    argv = command["argv"]
+    assert argv[argv.index("--rpc") + 1] == ",".join(workers)
+    assert argv[argv.index("--rpc") - 1] == "--swa-full"  # before extra_args
+
+
+def test_rpc_worker_that_stays_away_is_a_clear_error(
+    llama: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    model = tmp_path / "m.gguf"
+    model.touch()
+    worker = f"127.0.0.1:{free_port()}"
+    options = default_options(SLUG, model_path=str(model), rpc_servers=[worker])
+    assert _dry_run(llama, capsys, options, tmp_path, "--rpc-wait", "1.5")[0] == 1
+    assert f"Waiting for RPC worker {worker}" in caplog.text
+    assert f"RPC worker {worker} does not answer" in caplog.text
+    assert "role rpc_worker and its port 50052/tcp mapped" in caplog.text
+
+
+def test_rpc_servers_with_a_router_is_a_clear_error(
+    llama: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    worker_port: int,
+) -> None:
+    """Each model of a router is a server; a worker serves one at a time."""
+    main, other = tmp_path / "m.gguf", tmp_path / "o.gguf"
+    main.touch()
+    other.touch()
+    options = default_options(
+        SLUG,
+        model_path=str(main),
+        models=[{"path": str(other)}],
+        rpc_servers=[f"127.0.0.1:{worker_port}"],
+    )
+    assert _dry_run(llama, capsys, options, tmp_path)[0] == 1
+    assert "rpc_servers works with one model" in caplog.text
+
+
+def test_rpc_worker_role_runs_ggml_rpc_server(
+    llama: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A worker: ggml-rpc-server on its own port, no model, nothing announced."""
+    options = default_options(SLUG, role="rpc_worker", extra_args="--threads 3")
+    code, command = _dry_run(llama, capsys, options, tmp_path)
+    assert code == 0
+    assert command["argv"] == [
+        "/usr/local/bin/ggml-rpc-server",
+        "--host", "0.0.0.0",
+        "--port", "50052",
+        "--cache",
+        "--threads", "3",
+    ]  # fmt: skip
+    # The tensors a server sends are kept with the models (left out of backups).
+    assert command["env"] == {"LLAMA_CACHE": str(tmp_path / "models/rpc-cache")}
+    assert not (tmp_path / "models").exists()  # the default model was not fetched
+    path = tmp_path / "options.json"
+    assert llama.main(["--options", str(path), "--discovery", "local_voice"]) == 0
+    assert capsys.readouterr().out == ""  # the discovery service announces nothing
+
+
+def test_healthcheck_of_a_worker_looks_for_its_listening_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, worker_port: int
+) -> None:
+    """ggml-rpc-server speaks no HTTP: healthy while its port listens."""
+    options = default_options(SLUG, role="rpc_worker")
+    path = write_options(tmp_path / "options.json", options)
+    monkeypatch.setenv("LOCAL_VOICE_OPTIONS", str(path))
+    monkeypatch.setenv("LOCAL_VOICE_RPC_PORT", str(worker_port))
+    assert subprocess.run([HEALTHCHECK, "--ready"], check=False).returncode == 0
+    monkeypatch.setenv("LOCAL_VOICE_RPC_PORT", str(free_port()))
+    assert subprocess.run([HEALTHCHECK], check=False).returncode != 0
 
 
 @pytest.mark.parametrize(

@@ -131,6 +131,8 @@ def configure_logging() -> None:
 def _discovery_payload(addon: Addon, options: Options, args: argparse.Namespace) -> str:
     """Return the JSON payload of the discovery message for `args.discovery`."""
     payloads = addon.discovery(options, args.hostname, args.port)
+    if not payloads:
+        return ""  # nothing to announce with these options (the run script says so)
     if args.discovery not in payloads:
         msg = f"This add-on announces {sorted(payloads)}, not '{args.discovery}'"
         raise ConfigError(msg)
@@ -155,7 +157,8 @@ def main(addon: Addon, argv: list[str] | None = None) -> int:
     try:
         options = load_options(args.options)
         if args.discovery is not None:
-            print(_discovery_payload(addon, options, args))
+            if payload := _discovery_payload(addon, options, args):
+                print(payload)
             return 0
         command = addon.prepare(args, options)
     except (ConfigError, FetchError) as err:

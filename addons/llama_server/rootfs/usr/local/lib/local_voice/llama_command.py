@@ -9,14 +9,22 @@ With more models in the `models` option, llama-server starts as a router: a gene
 `--models-preset` file has a section per model (its file and the options' flags, its
 own context size if given), and the router loads each on the first request that names
 it, keeping at most `models_max` loaded.
+
+With `role: rpc_worker` the add-on runs ggml-rpc-server instead: this machine's GPU
+holds layers of a model that the llama-server of another machine loads, which lists
+this one in its `rpc_servers` (`--rpc`). A worker has no model and announces nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 import re
+import socket
+import subprocess
 import sys
+import time
 
 from fetch_model import ModelFile, ensure_file
 from launcher import (
@@ -32,6 +40,10 @@ from launcher import (
 
 PORT = 8080
 BINARY = "/usr/local/bin/llama-server"
+RPC_PORT = 50052  # ggml-rpc-server's own default
+RPC_BINARY = "/usr/local/bin/ggml-rpc-server"
+RPC_WAIT = 120.0  # seconds a server waits for its workers (machines boot apart)
+_LOGGER = logging.getLogger("local_voice")
 _SPLIT = re.compile(r"-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$")
 
 
@@ -142,6 +154,14 @@ def build_router_command(
     options: Options, preset: Path, count: int, *, binary: str, host: str, port: int
 ) -> Command:
     """Build the router's command line (`extra_args` reach every model)."""
+    if rpc_servers(options):
+        # A worker serves one client at a time, and each model of a router is a
+        # server of its own: the second would wait on the worker for ever.
+        msg = (
+            "rpc_servers works with one model: clear the models option, or "
+            "rpc_servers (an RPC worker serves one llama-server at a time)"
+        )
+        raise ConfigError(msg)
     models_max = int(options.get("models_max") or count)
     argv = [
         binary,
@@ -181,12 +201,86 @@ def build_command(
         # Sliding-window models (gpt-oss, Gemma 3) otherwise drop the cache of earlier
         # turns and re-read the whole prompt on every request.
         argv.append("--swa-full")
+    if servers := rpc_servers(options):
+        argv += ["--rpc", ",".join(servers)]
     argv += extra_args(options)
     return Command(argv, *_key_env(options))
 
 
+def rpc_servers(options: Options) -> list[str]:
+    """Return the workers (`host:port`) that hold layers of this server's model."""
+    return [str(server).strip() for server in options.get("rpc_servers") or []]
+
+
+def wait_for_workers(servers: list[str], limit: float) -> None:
+    """Wait until every RPC worker accepts a connection, at most `limit` seconds.
+
+    llama-server exits when a worker does not answer; waiting here lets machines
+    start in any order, and a worker that stays away gets a message saying what to do.
+    """
+    deadline = time.monotonic() + limit
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        address = (host.strip("[]"), int(port))
+        logged = False
+        while True:
+            try:
+                socket.create_connection(address, timeout=3).close()
+                break
+            except OSError as err:
+                if time.monotonic() >= deadline:
+                    msg = (
+                        f"RPC worker {server} does not answer ({err}): start the "
+                        "llama-server add-on there with role rpc_worker and its "
+                        f"port {RPC_PORT}/tcp mapped, then list that machine's "
+                        "address and port in rpc_servers"
+                    )
+                    raise ConfigError(msg) from err
+                if not logged:
+                    _LOGGER.info("Waiting for RPC worker %s", server)
+                    logged = True
+                time.sleep(1)
+
+
+def log_rpc_devices(binary: str, servers: list[str]) -> None:
+    """Log the devices llama-server will spread the layers over, workers included.
+
+    llama.cpp splits the layers in proportion to each device's free memory (the
+    exact split is in the load log at `-lv 4`; `--tensor-split` changes it).
+    """
+    argv = [binary, "--rpc", ",".join(servers), "--list-devices"]
+    try:
+        listed = subprocess.run(
+            argv, capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        _LOGGER.warning("Could not list the devices with the RPC workers: %s", err)
+        return
+    for line in listed.splitlines():
+        if line.strip():
+            _LOGGER.info("Device: %s", line.strip())
+
+
+def build_worker_command(
+    options: Options, cache: Path, *, binary: str, host: str, port: int
+) -> Command:
+    """Build the ggml-rpc-server command line of the `rpc_worker` role.
+
+    `--cache` keeps the tensors a server sent under `cache`, so the next load of the
+    same model sends only their hashes over the network.
+    """
+    argv = [binary, "--host", host, "--port", str(port), "--cache"]
+    argv += extra_args(options)
+    return Command(argv, {"LLAMA_CACHE": str(cache)})
+
+
 def discovery(options: Options, hostname: str, port: int) -> Payloads:
-    """Return what is announced to Home Assistant: local_voice's llama_server."""
+    """Return what is announced to Home Assistant: local_voice's llama_server.
+
+    A worker announces nothing: it is no server Home Assistant could use.
+    """
+    if options.get("role") == "rpc_worker":
+        return {}
     return {
         "local_voice": {
             "service": "llama_server",
@@ -199,12 +293,28 @@ def discovery(options: Options, hostname: str, port: int) -> Payloads:
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--binary", default=BINARY, help="llama-server executable")
+    parser.add_argument("--rpc-binary", default=RPC_BINARY, help="ggml-rpc-server")
+    parser.add_argument("--rpc-port", type=int, default=RPC_PORT, help="worker port")
+    parser.add_argument(
+        "--rpc-wait", type=float, default=RPC_WAIT, help="seconds to wait for workers"
+    )
 
 
 def _prepare(args: argparse.Namespace, options: Options) -> Command:
+    if options.get("role") == "rpc_worker":
+        return build_worker_command(
+            options,
+            args.models_dir / "rpc-cache",
+            binary=args.rpc_binary,
+            host=args.host,
+            port=args.rpc_port,
+        )
     models = resolve_models(options, args.models_dir)
     if len(models) == 1:
         ((model, _),) = models.values()
+        if servers := rpc_servers(options):
+            wait_for_workers(servers, args.rpc_wait)
+            log_rpc_devices(args.binary, servers)
         return build_command(
             options, model, binary=args.binary, host=args.host, port=args.port
         )
