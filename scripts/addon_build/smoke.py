@@ -14,7 +14,9 @@ layer offloaded and the prompt cache reused; whisper_cpp: a spoken command
 transcribed on Vulkan; kokoro: the server starts), the discovery oneshot posts
 exactly the payload it should, and Home Assistant's hassio discovery flow makes a
 working entry from it (tests/addon_discovery_check.py, a real Home Assistant
-test harness run).
+test harness run). llama_server's other roles then: an RPC worker (healthy, announcing
+nothing) with a server splitting its layers between its own GPU and the worker, and a
+router of two models (the `models` option).
 """
 
 from __future__ import annotations
@@ -77,6 +79,10 @@ class Addon:
     # Options naming a model file the Hub does not have, and the option to set.
     wrong: tuple[dict[str, Any], str]
     env: dict[str, str] = field(default_factory=dict)
+    # More option sets, as /data/options.<name>.json, and checks run with them once
+    # the add-on's usual checks passed (llama_server: its other roles).
+    more_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    more_checks: Callable[[Run], None] | None = None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -137,17 +143,31 @@ class Run:
                 )
             )
 
-    def wait_for(self, what: str, ready: Callable[[], bool], limit: float) -> None:
+    def wait_for(
+        self, what: str, ready: Callable[[], bool], limit: float, log: str = "service"
+    ) -> None:
         """Poll `ready` until it holds; fail with the service log when it does not."""
         deadline = time.monotonic() + limit
         while not ready():
             if time.monotonic() > deadline:
-                msg = f"{what}: not within {limit:.0f} s\n{self.log('service')[-4000:]}"
+                msg = f"{what}: not within {limit:.0f} s\n{self.log(log)[-4000:]}"
                 raise SmokeError(msg)
             if any(p.poll() is not None for p in self.processes[:1]):
-                msg = f"{what}: the service exited\n{self.log('service')[-4000:]}"
+                msg = f"{what}: the service exited\n{self.log(log)[-4000:]}"
                 raise SmokeError(msg)
             time.sleep(2)
+
+    def stop(self) -> None:
+        """Stop every command started in the container."""
+        for process in self.processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, 15)
+            process.wait(30)
+        self.processes.clear()
+
+    def use_options(self, name: str) -> None:
+        """Make /data/options.<name>.json the options the next service start reads."""
+        self.exec(f"cp /data/options.{name}.json /data/options.json")
 
 
 # What s6-overlay sets up before it runs a service: /command on PATH (/init adds it)
@@ -252,6 +272,87 @@ def check_llama(run: Run) -> None:
 def _vulkan_model_buffer(log: str) -> str:
     match = re.search(r"Vulkan0 model buffer size = .*", log)
     return match[0] if match else "no Vulkan0 model buffer in the log"
+
+
+def _chat(base: str, model: str | None = None) -> str:
+    """Return the answer to one short chat (to `model`, on a router)."""
+    chat: dict[str, Any] = {
+        "messages": [{"role": "user", "content": "Say hello to the kitchen."}],
+        "max_tokens": 16,
+        "temperature": 0,
+    }
+    if model:
+        chat["model"] = model
+    answer = _http_json(f"{base}/v1/chat/completions", chat)
+    text = str(answer["choices"][0]["message"]["content"])
+    if not text.strip():
+        raise SmokeError(f"empty chat answer from {model or 'the server'}")
+    return text
+
+
+def check_llama_roles(run: Run) -> None:
+    """Check the rpc_worker role under a server that uses it, then a router."""
+    run.stop()  # the server of the usual checks: its port is used again
+    _check_rpc(run)
+    run.stop()
+    _check_router(run)
+
+
+def _check_rpc(run: Run) -> None:
+    """Check a worker, and a server whose layers are split over it and its GPU."""
+    run.use_options("worker")
+    run.start("worker", "exec /etc/s6-overlay/s6-rc.d/llama_server/run")
+    # The image's HEALTHCHECK, worker role: its port listens (no HTTP there).
+    run.wait_for(
+        "ggml-rpc-server's port",
+        lambda: _succeeds(run, "/usr/local/bin/healthcheck"),
+        START_LIMIT,
+        log="worker",
+    )
+    announced = run.supervisor.discoveries()
+    said = run.exec("execlineb -P /etc/s6-overlay/s6-rc.d/discovery/up")
+    if run.supervisor.discoveries() != announced or "nothing to announce" not in said:
+        raise SmokeError(f"the worker role announced something: {said}")
+    run.use_options("rpc")
+    run.start("rpc", "exec /etc/s6-overlay/s6-rc.d/llama_server/run")
+    base = f"http://127.0.0.1:{run.addon.port}"
+    run.wait_for(
+        "llama-server --rpc", lambda: _answers(f"{base}/health"), START_LIMIT, "rpc"
+    )
+    print(f"smoke: rpc chat answer: {_chat(base)!r}")
+    log, worker = run.log("rpc"), run.log("worker")
+    split = re.findall(r"(\S+) model buffer size = +([\d.]+ MiB)", log)
+    print(f"smoke: rpc layer split: {split}")
+    print(f"smoke: worker log: {worker.strip().splitlines()[:8]}")
+    devices = {device for device, _ in split}
+    if not {"Vulkan0", "RPC0[127.0.0.1:50052]"} <= devices:
+        raise SmokeError(f"the layers were not split over the worker: {split}")
+    if "Vulkan0: llvmpipe" not in worker or "Accepted client connection" not in worker:
+        raise SmokeError(f"the worker did not serve on its GPU:\n{worker[-2000:]}")
+
+
+def _check_router(run: Run) -> None:
+    """Check the router of two models that the `models` option makes."""
+    base = f"http://127.0.0.1:{run.addon.port}"
+    run.use_options("router")
+    run.start("router", "exec /etc/s6-overlay/s6-rc.d/llama_server/run")
+    run.wait_for(
+        "the router", lambda: _answers(f"{base}/health"), START_LIMIT, "router"
+    )
+    role = _http_json(f"{base}/props")["role"]
+    listed = sorted(model["id"] for model in _http_json(f"{base}/v1/models")["data"])
+    print(f"smoke: router role={role} models={listed}")
+    if role != "router" or listed != ["smol-copy", SMOL.removesuffix(".gguf")]:
+        raise SmokeError(f"not a router of both models: {role} {listed}")
+    print(f"smoke: router chat (smol-copy): {_chat(base, 'smol-copy')!r}")
+
+
+def _succeeds(run: Run, script: str) -> bool:
+    try:
+        run.exec(script)
+    except SmokeError:
+        return False
+    return True
 
 
 # --- whisper_cpp --------------------------------------------------------------------
@@ -393,6 +494,21 @@ ADDONS = {
         ({"model_file": "SmolLM2-135M-Instruct-Q4_K_X.gguf"}, "model_file"),
         # ggml's Vulkan backend skips CPU-type devices (lavapipe) unless told which.
         {"GGML_VK_VISIBLE_DEVICES": "0"},
+        {
+            "worker": {"role": "rpc_worker", "extra_args": "--threads 1"},
+            "rpc": {"rpc_servers": ["127.0.0.1:50052"]},
+            "router": {
+                "models": [
+                    {
+                        "name": "smol-copy",
+                        "repo": "local-voice-smoke/SmolLM2-135M-Instruct-GGUF",
+                        "file": SMOL,
+                    }
+                ],
+                "models_max": 1,
+            },
+        },
+        check_llama_roles,
     ),
     "whisper_cpp": lambda: Addon(
         "whisper_cpp",
@@ -543,6 +659,9 @@ def smoke(slug: str, image: str) -> None:
         (work / "data/options.json").write_text(json.dumps(options), encoding="utf-8")
         wrong = {**options, **addon.wrong[0]}
         (work / "data/options.wrong.json").write_text(json.dumps(wrong))
+        for name, changes in addon.more_options.items():
+            more = json.dumps({**options, **changes})
+            (work / f"data/options.{name}.json").write_text(more)
         (work / "data/lavapipe_icd.json").write_text(json.dumps(LAVAPIPE_ICD))
         hub_root = work / "hub"
         for name, source in addon.hub_files.items():
@@ -566,11 +685,10 @@ def smoke(slug: str, image: str) -> None:
                     addon.check(run)
                     check_healthcheck(run, image)
                     check_discovery(run, addon.discovery(addon.hostname))
+                    if addon.more_checks is not None:
+                        addon.more_checks(run)
                 finally:
-                    for process in run.processes:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.killpg(process.pid, 15)
-                        process.wait(30)
+                    run.stop()
                     print(f"smoke: service log tail:\n{run.log('service')[-1500:]}")
     print(f"smoke: {slug} passed")
 
