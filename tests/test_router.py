@@ -186,6 +186,7 @@ async def test_router_agents_answer_on_their_own_models(
     for model in ("qwen", "smol"):
         assert diagnostics["models"][model]["slots"], model
         assert diagnostics["models"][model]["held"], model
+    assert coordinator.load_seconds == {}  # every chat found its model loaded
 
 
 @pytest.mark.parametrize("router", [1], indirect=True)
@@ -208,6 +209,7 @@ async def test_router_past_models_max_loads_each_model_by_its_chat(
         DOMAIN, f"models_switch_{entry.entry_id}"
     )
     assert issue is not None
+    assert issue.translation_key == "models_switch"  # no load measured yet
     assert issue.translation_placeholders is not None
     assert issue.translation_placeholders["models"] == "qwen, smol"
     ids = agents(hass, entry)
@@ -216,6 +218,25 @@ async def test_router_past_models_max_loads_each_model_by_its_chat(
     assert await ask(hass, ids["Coder"], "Say hello.")
     models = await loaded_models(router)
     assert (models["smol"], models["qwen"]) == ("unloaded", "loaded")
+    # Each chat waited for its model's load: measured, and said in the repair.
+    coordinator = entry.runtime_data.coordinator
+    loads = coordinator.load_seconds
+    print(f"measured loads: {loads}")
+    assert set(loads) == {"smol", "qwen"} and all(s > 0.2 for s in loads.values())
+    issue = ir.async_get(hass).async_get_issue(
+        DOMAIN, f"models_switch_{entry.entry_id}"
+    )
+    assert issue is not None and issue.translation_key == "models_switch_measured"
+    assert issue.translation_placeholders is not None
+    assert (
+        issue.translation_placeholders["load_seconds"] == f"{max(loads.values()):.1f}"
+    )
+    sensor = er.async_get(hass).async_get_entity_id(
+        "sensor", DOMAIN, f"{entry.entry_id}-loaded_models"
+    )
+    assert sensor is not None
+    state = hass.states.get(sensor)
+    assert state is not None and state.attributes["load_seconds"] == loads
 
 
 async def test_router_model_that_cannot_load_is_said(

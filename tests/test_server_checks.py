@@ -128,6 +128,9 @@ def test_every_wording_has_its_text() -> None:
         *find_problems(clock),
         *find_problems(ROUTER),
         *find_problems(replace(ROUTER, addon=True)),
+        # Once a turn waited for a load, the switch repair says how long.
+        *find_problems(replace(ROUTER, load_seconds=2.34)),
+        *find_problems(replace(ROUTER, addon=True, load_seconds=2.34)),
     ]
     assert {p.translation_key for p in problems} == set(strings)
     for problem in problems:
@@ -155,6 +158,10 @@ def test_router_problems_and_their_numbers() -> None:
         False,
     )
     assert numbers["model_missing"] == ({"missing": "gone", "models": "a, b, c"}, True)
+    # Once a turn waited for a load, its wait is said too.
+    measured = find_problems(replace(ROUTER, load_seconds=2.34))[0]
+    assert measured.translation_key == "models_switch_measured"
+    assert measured.placeholders["load_seconds"] == "2.3"
     # As many models as it keeps, all of them on the router: nothing to report;
     # no limit (--models-max 0) neither; a server of one model is never judged so.
     fine = replace(ROUTER, models_used=("a", "b", "a"))

@@ -15,7 +15,7 @@ from typing import Any
 from wyoming.info import Info
 
 from homeassistant.config_entries import ConfigEntry, ConfigSubentry
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 
@@ -96,6 +96,8 @@ class LlamaServerCoordinator(DataUpdateCoordinator[ServerProps]):
         self.model_slots: dict[str, SlotManager] = {}
         #: The agents' models were asked for (once, at start).
         self._models_asked = False
+        #: On a router: the seconds a turn last waited for each model to load.
+        self.load_seconds: dict[str, float] = {}
 
     def slots_for(self, model: str | None) -> SlotManager:
         """Return the slot manager of a router's model; the server's own otherwise."""
@@ -165,6 +167,15 @@ class LlamaServerCoordinator(DataUpdateCoordinator[ServerProps]):
                 )
                 slots.server_back()
         return replace(props, loaded=loaded)
+
+    @callback
+    def note_load(self, model: str, seconds: float) -> None:
+        """Keep how long a turn waited for its model to load (a router's switch)."""
+        LOGGER.info(
+            "%s: a turn waited %.1f s for model %s to load", self.name, seconds, model
+        )
+        self.load_seconds[model] = round(seconds, 1)
+        self.async_update_listeners()
 
     async def _async_load_used_models(self, props: ServerProps) -> None:
         """At start, load the models this entry's agents use, if the router keeps all.

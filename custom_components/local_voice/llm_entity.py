@@ -8,6 +8,7 @@ wrong, through the same delta stream that feeds text-to-speech.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any, cast
@@ -32,6 +33,7 @@ from .const import (
 from .entity import LlamaServerEntity
 from .llama_server.deltas import DeltaTransformer
 from .llama_server.errors import ContextOverflow
+from .llama_server.props import ServerProps
 from .messages import build_messages, turns
 from .prompt import PromptParts, async_build_prompt_parts, async_static_prompt_parts
 from .request import (
@@ -48,6 +50,9 @@ from .turn_guards import CallGuard
 
 class LocalVoiceLLMEntity(LlamaServerEntity):
     """Base of the conversation and AI task entities: one turn against llama-server."""
+
+    #: On a router: whether the model was loaded when the last request was sent.
+    _load_check: asyncio.Task[ServerProps | None] | None = None
 
     async def async_error_text(
         self, err: TurnError, language: str | None = None
@@ -84,6 +89,37 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
             async for _content in contents:
                 pass
 
+    def watch_model_load(self) -> None:
+        """On a router, ask beside the request about to be sent if its model is loaded.
+
+        Asked at the same time as the request, so the turn waits for nothing; a
+        model found unloaded is loaded by the request (see `record_request`).
+        """
+        if self.model is not None:
+            self._load_check = self.hass.async_create_task(
+                self.client.async_get_model_props(self.model), eager_start=False
+            )
+
+    def _note_load(self, timings: dict[str, Any], first_token_ms: float) -> None:
+        """Measure the load a request waited for: its first token less its prompt.
+
+        The model was loaded unless the check found it unloaded, or failed (the
+        router cannot reach a model that is still loading). The switch repair and
+        the loaded-models sensor report it.
+        """
+        check, self._load_check = self._load_check, None
+        if self.model is None or check is None or not check.done():
+            if check is not None:
+                check.cancel()
+            return
+        if check.cancelled() or "prompt_ms" not in timings:
+            return  # nothing to measure
+        if check.exception() is None and check.result() is not None:
+            return  # the model was loaded
+        waited_ms = first_token_ms - float(timings["prompt_ms"])
+        if waited_ms > 0:
+            self.coordinator.note_load(self.model, waited_ms / 1000)
+
     def record_request(
         self,
         slot: int,
@@ -92,6 +128,7 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
         first_token_ms: float,
     ) -> None:
         """Tell the slot manager what a request read and how fast it answered."""
+        self._note_load(transformer.result.timings, first_token_ms)
         self.slots.record_request(
             slot,
             self._prefix(parts),

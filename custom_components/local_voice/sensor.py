@@ -238,10 +238,14 @@ class LocalVoiceSensor[DataT: (LlamaServerData, WyomingData)](
 
     @property
     def extra_state_attributes(self) -> dict[str, Any] | None:
-        """Name a router's loaded models on its loaded-models sensor."""
+        """Name a router's loaded models, and the measured loads, on its sensor."""
         data = self._data
         if self.entity_description is not LOADED_MODELS or isinstance(
             data, WyomingData
         ):
             return None
-        return {"models": sorted(data.coordinator.data.loaded)}
+        coordinator = data.coordinator
+        return {
+            "models": sorted(coordinator.data.loaded),
+            "load_seconds": dict(sorted(coordinator.load_seconds.items())),
+        }

@@ -54,6 +54,8 @@ class ServerState:
     addon: bool
     #: On a router: the model each of the entry's agents and AI tasks names.
     models_used: tuple[str, ...] = ()
+    #: On a router: the longest a turn last waited for one of those to load.
+    load_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,11 +168,13 @@ def _switching(state: ServerState) -> Problem | None:
     used, most = sorted(set(state.models_used)), state.props.models_max
     if not state.props.router or not most or len(used) <= most:
         return None
-    return Problem(
-        "models_switch",
-        _worded("models_switch", state),
-        {"count": str(len(used)), "models": ", ".join(used), "models_max": str(most)},
-    )
+    worded = _worded("models_switch", state)
+    numbers = {"count": str(len(used)), "models": ", ".join(used)}
+    numbers["models_max"] = str(most)
+    if state.load_seconds is not None:  # once a turn waited for a load: its wait
+        worded += "_measured"
+        numbers["load_seconds"] = f"{state.load_seconds:.1f}"
+    return Problem("models_switch", worded, numbers)
 
 
 def _missing(state: ServerState) -> Problem | None:

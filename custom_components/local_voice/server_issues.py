@@ -55,6 +55,8 @@ class ServerIssues:
             subentry_model(props, subentry) or ""
             for subentry in entry.subentries.values()
         )
+        loads = self.coordinator.load_seconds
+        waits = [loads[model] for model in used if model in loads]
         return ServerState(
             props=props,
             prefix_tokens=max(self.slots.prefix_tokens.values(), default=None),
@@ -63,6 +65,7 @@ class ServerIssues:
             misses=self.slots.misses,
             addon=entry.source == SOURCE_HASSIO,
             models_used=used if props.router else (),
+            load_seconds=max(waits, default=None),
         )
 
     @callback

@@ -183,6 +183,7 @@ class ChatTurn:
 
     async def _async_round(self, payload: dict[str, Any], answer_only: bool) -> Round:
         """Send one request and stream its answer into the chat log."""
+        self.entity.watch_model_load()
         stream = self.entity.client.async_stream_chat(payload)
         try:
             return await self._async_stream_into_log(stream, answer_only)

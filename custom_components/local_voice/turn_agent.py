@@ -36,6 +36,9 @@ class TurnAgent(Protocol):
     ) -> None:
         """Stream deltas into the chat log (which runs their tool calls)."""
 
+    def watch_model_load(self) -> None:
+        """On a router, find out beside the next request whether it waits for a load."""
+
     def record_request(
         self,
         slot: int,
