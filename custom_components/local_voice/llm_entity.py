@@ -32,8 +32,7 @@ from .const import (
 )
 from .entity import LlamaServerEntity
 from .llama_server.deltas import DeltaTransformer
-from .llama_server.errors import ContextOverflow
-from .llama_server.props import ServerProps
+from .llama_server.errors import ContextOverflow, LlamaServerError
 from .messages import build_messages, turns
 from .prompt import PromptParts, async_build_prompt_parts, async_static_prompt_parts
 from .request import (
@@ -52,7 +51,7 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
     """Base of the conversation and AI task entities: one turn against llama-server."""
 
     #: On a router: whether the model was loaded when the last request was sent.
-    _load_check: asyncio.Task[ServerProps | None] | None = None
+    _load_check: asyncio.Task[bool] | None = None
 
     async def async_error_text(
         self, err: TurnError, language: str | None = None
@@ -95,29 +94,37 @@ class LocalVoiceLLMEntity(LlamaServerEntity):
         Asked at the same time as the request, so the turn waits for nothing; a
         model found unloaded is loaded by the request (see `record_request`).
         """
+        if self._load_check is not None:
+            self._load_check.cancel()  # its request failed before an answer
+            self._load_check = None
         if self.model is not None:
             self._load_check = self.hass.async_create_task(
-                self.client.async_get_model_props(self.model), eager_start=False
+                self._async_model_loaded(self.model), eager_start=False
             )
+
+    async def _async_model_loaded(self, model: str) -> bool:
+        """Return whether a router has the model loaded, without loading it.
+
+        A router cannot reach a model that is still loading: that error means no.
+        """
+        try:
+            return await self.client.async_get_model_props(model) is not None
+        except LlamaServerError:
+            return False
 
     def _note_load(self, timings: dict[str, Any], first_token_ms: float) -> None:
         """Measure the load a request waited for: its first token less its prompt.
 
-        The model was loaded unless the check found it unloaded, or failed (the
-        router cannot reach a model that is still loading). The switch repair and
-        the loaded-models sensor report it.
+        The switch repair and the loaded-models sensor report it.
         """
         check, self._load_check = self._load_check, None
-        if self.model is None or check is None or not check.done():
-            if check is not None:
-                check.cancel()
+        if check is None:
             return
-        if check.cancelled() or "prompt_ms" not in timings:
-            return  # nothing to measure
-        if check.exception() is None and check.result() is not None:
-            return  # the model was loaded
+        if not check.done() or "prompt_ms" not in timings or self.model is None:
+            check.cancel()
+            return
         waited_ms = first_token_ms - float(timings["prompt_ms"])
-        if waited_ms > 0:
+        if not check.cancelled() and not check.result() and waited_ms > 0:
             self.coordinator.note_load(self.model, waited_ms / 1000)
 
     def record_request(
