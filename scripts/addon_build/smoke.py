@@ -321,6 +321,10 @@ def _check_rpc(run: Run) -> None:
     )
     print(f"smoke: rpc chat answer: {_chat(base)!r}")
     log, worker = run.log("rpc"), run.log("worker")
+    listed = [line for line in log.splitlines() if "INFO: Device: " in line]
+    print("smoke: devices the add-on logged:\n" + "\n".join(listed))
+    if not any("RPC0: 127.0.0.1:50052 (" in line for line in listed):
+        raise SmokeError("the add-on did not log the worker among its devices")
     split = re.findall(r"(\S+) model buffer size = +([\d.]+ MiB)", log)
     print(f"smoke: rpc layer split: {split}")
     print(f"smoke: worker log: {worker.strip().splitlines()[:8]}")
