@@ -2,7 +2,7 @@
 
 llama.cpp's RPC backend is not in Debian's llama.cpp: `scripts/backends --rpc` builds
 llama-server and ggml-rpc-server for this CPU from the release the add-on image builds
-(once, ~12 min on 2 cores). That build makes this a slow check: `scripts/test -m slow`
+(once, ~7 min on 2 cores). That build makes this a slow check: `scripts/test -m slow`
 runs it, the suite of `scripts/test` leaves it out (README, "Slow checks").
 
 Two workers run the add-on's own command in the `rpc_worker` role; the add-on's
