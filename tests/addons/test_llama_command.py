@@ -326,7 +326,7 @@ def test_rpc_worker_role_runs_ggml_rpc_server(
     assert capsys.readouterr().out == ""  # the discovery service announces nothing
 
 
-def test_healthcheck_of_a_worker_looks_for_its_listening_port(
+def test_rpc_worker_healthcheck_looks_for_its_listening_port(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, worker_port: int
 ) -> None:
     """ggml-rpc-server speaks no HTTP: healthy while its port listens."""
