@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 import re
 import subprocess
-import sys
 
 import pytest
 from pytest_homeassistant_custom_component.common import async_mock_service
@@ -24,7 +23,7 @@ from pytest_homeassistant_custom_component.common import async_mock_service
 from custom_components.local_voice.const import CONF_MAX_TOKENS, CONF_TEMPERATURE
 from homeassistant.core import HomeAssistant
 
-from .addons.addon_support import default_options, lib_dir, write_options
+from .addons.addon_support import command_argv, default_options, write_options
 from .backends import (
     BACKENDS,
     QWEN,
@@ -53,18 +52,14 @@ def rpc_build() -> Path:
     return RPC_BUILD
 
 
-def addon_command(options_path: Path, *args: str) -> list[str]:
-    """The add-on's start-up code, as its s6 service runs it."""
-    script = lib_dir(SLUG) / "llama_command.py"
-    return [sys.executable, str(script), "--options", str(options_path), *args]
-
-
 @pytest.fixture
 def workers(rpc_build: Path, tmp_path: Path) -> Iterator[list[Backend]]:
     """Two workers in the rpc_worker role, one CPU thread each."""
     options = default_options(SLUG, role="rpc_worker", extra_args="--threads 1")
     path = write_options(tmp_path / "worker.json", options)
-    argv = addon_command(path, "--models-dir", str(tmp_path / "worker"))
+    argv = command_argv(
+        SLUG, "llama_command", path, "--models-dir", str(tmp_path / "worker")
+    )
     argv += ["--rpc-binary", str(rpc_build / "ggml-rpc-server")]
     argv += ["--host", "127.0.0.1", "--rpc-port", "{port}"]
     with (
@@ -89,7 +84,9 @@ def rpc_server(
         extra_args=f"--chat-template-file {QWEN_TEMPLATE} --n-gpu-layers all -lv 4",
     )
     path = write_options(tmp_path / "server.json", options)
-    argv = addon_command(path, "--binary", str(rpc_build / "llama-server"))
+    argv = command_argv(
+        SLUG, "llama_command", path, "--binary", str(rpc_build / "llama-server")
+    )
     argv += ["--host", "127.0.0.1", "--port", "{port}"]
     with running(start("rpc-server", argv, "http", tmp_path, timeout=300)) as srv:
         yield srv

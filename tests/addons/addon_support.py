@@ -32,6 +32,12 @@ def lib_dir(slug: str) -> Path:
     return ADDONS / slug / LIB
 
 
+def command_argv(slug: str, module: str, options: Path, *args: str) -> list[str]:
+    """Return the add-on's start-up code as its s6 service runs it, on `options`."""
+    script = lib_dir(slug) / f"{module}.py"
+    return [sys.executable, str(script), "--options", str(options), *args]
+
+
 def load_module(slug: str, name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """Import module `name` of add-on `slug`, with that add-on's own shared modules."""
     monkeypatch.syspath_prepend(str(lib_dir(slug)))

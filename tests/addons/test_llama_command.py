@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 import socket
 import subprocess
-import sys
 from types import ModuleType
 from typing import Any
 import urllib.error
@@ -23,9 +22,9 @@ import pytest
 from tests.addons import hub_stub
 from tests.addons.addon_support import (
     ADDONS,
+    command_argv,
     default_options,
     discovery_payloads,
-    lib_dir,
     load_module,
     write_options,
 )
@@ -410,8 +409,8 @@ def test_produced_command_starts_llama_server(
         SLUG, model_path=str(SMOL), context_size=2048, api_key="s3cret"
     )
     path = write_options(tmp_path / "options.json", options)
-    argv = [sys.executable, str(lib_dir(SLUG) / "llama_command.py")]
-    argv += ["--options", str(path), "--binary", str(BACKENDS / "llama-server")]
+    argv = command_argv(SLUG, "llama_command", path)
+    argv += ["--binary", str(BACKENDS / "llama-server")]
     argv += ["--host", "127.0.0.1", "--port", str(port)]
     with running(start("addon-llama", argv, "http", tmp_path, port)) as srv:
         assert _get(f"{srv.url}/health") == 200
@@ -438,8 +437,8 @@ def test_router_command_starts_a_router(tmp_path: Path) -> None:
         SLUG, model_path=str(SMOL), context_size=2048, models=models
     )
     path = write_options(tmp_path / "options.json", options)
-    argv = [sys.executable, str(lib_dir(SLUG) / "llama_command.py")]
-    argv += ["--options", str(path), "--binary", str(BACKENDS / "llama-server")]
+    argv = command_argv(SLUG, "llama_command", path)
+    argv += ["--binary", str(BACKENDS / "llama-server")]
     argv += ["--models-dir", str(tmp_path / "models")]
     argv += ["--host", "127.0.0.1", "--port", str(port)]
     with running(start("addon-router", argv, "http", tmp_path, port)) as srv:

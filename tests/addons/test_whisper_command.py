@@ -11,7 +11,6 @@ import asyncio
 import json
 from pathlib import Path
 import subprocess
-import sys
 from types import ModuleType
 
 import pytest
@@ -21,10 +20,10 @@ from wyoming.info import Describe, Info
 from tests.addons import hub_stub
 from tests.addons.addon_support import (
     ADDONS,
+    command_argv,
     config,
     default_options,
     discovery_payloads,
-    lib_dir,
     load_module,
     write_options,
 )
@@ -159,8 +158,8 @@ def test_produced_command_starts_the_wyoming_server(
         tmp_path / "options.json", default_options(SLUG, model="tiny.en")
     )
     port = free_port()
-    argv = [sys.executable, str(lib_dir(SLUG) / "whisper_command.py")]
-    argv += ["--options", str(options), "--models-dir", str(tmp_path / "models")]
+    argv = command_argv(SLUG, "whisper_command", options)
+    argv += ["--models-dir", str(tmp_path / "models")]
     argv += ["--python", str(VENV_PY), "--host", "127.0.0.1", "--port", str(port)]
     with running(start("addon-whisper", argv, "tcp", tmp_path, port)) as srv:
         info = asyncio.run(_describe(port))
