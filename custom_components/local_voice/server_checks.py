@@ -169,8 +169,11 @@ def _switching(state: ServerState) -> Problem | None:
     if not state.props.router or not most or len(used) <= most:
         return None
     worded = _worded("models_switch", state)
-    numbers = {"count": str(len(used)), "models": ", ".join(used)}
-    numbers["models_max"] = str(most)
+    numbers = {
+        "count": str(len(used)),
+        "models": ", ".join(used),
+        "models_max": str(most),
+    }
     if state.load_seconds is not None:  # once a turn waited for a load: its wait
         worded += "_measured"
         numbers["load_seconds"] = f"{state.load_seconds:.1f}"
