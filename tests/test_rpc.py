@@ -60,6 +60,7 @@ def workers(rpc_build: Path, tmp_path: Path) -> Iterator[list[Backend]]:
     argv = command_argv(
         SLUG, "llama_command", path, "--models-dir", str(tmp_path / "worker")
     )
+    argv += ["--binary", str(rpc_build / "llama-server")]  # lists the devices
     argv += ["--rpc-binary", str(rpc_build / "ggml-rpc-server")]
     argv += ["--host", "127.0.0.1", "--rpc-port", "{port}"]
     with (
@@ -126,4 +127,5 @@ async def test_rpc_chat_answers_with_layers_on_workers(
     for worker in workers:
         worker_log = worker.log.read_text(errors="replace")
         assert "Accepted client connection" in worker_log
+        assert "INFO: Device: " in worker_log  # what it lends, listed at start
         assert "local cache    : " in worker_log and "rpc-cache" in worker_log

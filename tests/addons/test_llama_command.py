@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 import json
 from pathlib import Path
+import re
 import socket
 import subprocess
 from types import ModuleType
@@ -425,6 +426,8 @@ def test_produced_command_starts_llama_server(
     assert subprocess.run([HEALTHCHECK, "--ready"], check=False).returncode != 0
     log = srv.log.read_text()
     assert "--swa-full" in log and "--jinja" in log and "[LLAMA_API_KEY=***]" in log
+    # The devices llama.cpp can use, listed by the launcher before the start.
+    assert re.search(r"INFO: Device: \S", log), log
     assert "s3cret" not in log
 
 

@@ -242,22 +242,27 @@ def wait_for_workers(servers: list[str], limit: float) -> None:
                 time.sleep(1)
 
 
-def log_rpc_devices(binary: str, servers: list[str]) -> None:
-    """Log the devices llama-server will spread the layers over, workers included.
+def log_devices(binary: str, servers: list[str]) -> None:
+    """Log the devices llama.cpp can use here, with the RPC workers' when given.
 
     llama.cpp splits the layers in proportion to each device's free memory (the
     exact split is in the load log at `-lv 4`; `--tensor-split` changes it).
     """
-    argv = [binary, "--rpc", ",".join(servers), "--list-devices"]
+    argv = [
+        binary,
+        *(["--rpc", ",".join(servers)] if servers else []),
+        "--list-devices",
+    ]
     try:
         listed = subprocess.run(
             argv, capture_output=True, text=True, timeout=60, check=True
         ).stdout
     except (OSError, subprocess.SubprocessError) as err:
-        _LOGGER.warning("Could not list the devices with the RPC workers: %s", err)
+        _LOGGER.warning("llama-server could not list its devices: %s", err)
         return
+    _LOGGER.info("Devices llama.cpp can use (GPUs and RPC workers; none: CPU only)")
     for line in listed.splitlines():
-        if line.strip():
+        if line.strip() and line.strip() != "Available devices:":
             _LOGGER.info("Device: %s", line.strip())
 
 
@@ -302,6 +307,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _prepare(args: argparse.Namespace, options: Options) -> Command:
     if options.get("role") == "rpc_worker":
+        log_devices(args.binary, [])
         return build_worker_command(
             options,
             args.models_dir / "rpc-cache",
@@ -309,12 +315,12 @@ def _prepare(args: argparse.Namespace, options: Options) -> Command:
             host=args.host,
             port=args.rpc_port,
         )
+    if servers := rpc_servers(options):
+        wait_for_workers(servers, args.rpc_wait)
+    log_devices(args.binary, servers)
     models = resolve_models(options, args.models_dir)
     if len(models) == 1:
         ((model, _),) = models.values()
-        if servers := rpc_servers(options):
-            wait_for_workers(servers, args.rpc_wait)
-            log_rpc_devices(args.binary, servers)
         return build_command(
             options, model, binary=args.binary, host=args.host, port=args.port
         )
